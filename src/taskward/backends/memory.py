@@ -22,6 +22,7 @@ from taskward.api import (
     JSONValue,
     NotLeasedError,
     Stats,
+    StoreError,
 )
 from taskward.backends.base import (
     ACKED,
@@ -137,6 +138,12 @@ class MemoryBroker(BrokerBackend):
 
     # -- the prelude --------------------------------------------------------
 
+    def _now(self) -> int:
+        """The time of this operation; a closed broker refuses to have one."""
+        if self._closed:
+            raise StoreError("this broker is closed; connect again")
+        return self.config.clock.now_ms()
+
     def _live(self, worker: str, now: int) -> bool:
         return is_live(self._seen[worker], now, self.config.worker_timeout_ms)
 
@@ -146,9 +153,7 @@ class MemoryBroker(BrokerBackend):
 
     def _prelude(self, worker: str | None) -> int:
         """CONFORMANCE's three steps, run at the start of every broker operation."""
-        if self._closed:
-            raise RuntimeError("this broker is closed; connect again")
-        now = self.config.clock.now_ms()
+        now = self._now()
         if worker is not None:
             if worker not in self._seen:
                 self._rotation.append(worker)
@@ -272,7 +277,7 @@ class MemoryBroker(BrokerBackend):
 
     def _stats(self) -> Stats:
         with self._lock:
-            now = self.config.clock.now_ms()
+            now = self._now()
             counts = [0, 0, 0, 0]
             for task in self._tasks.values():
                 counts[self._state_after_expiry(task, now)] += 1
@@ -291,7 +296,7 @@ class MemoryBroker(BrokerBackend):
 
     def _tick(self, node: str) -> TickResult:
         with self._lock:
-            now = self.config.clock.now_ms()
+            now = self._now()
             self._members[node] = now
             self._election, outcome = decide_tick(
                 node, now, self._election, self._members, self.config
@@ -300,7 +305,7 @@ class MemoryBroker(BrokerBackend):
 
     def _leader_write(self, node: str, epoch: int, value_json: str) -> bool:
         with self._lock:
-            now = self.config.clock.now_ms()
+            now = self._now()
             if not write_accepted(node, epoch, now, self._election):
                 return False
             self._writes.append((epoch, node, value_json))
