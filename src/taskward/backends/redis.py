@@ -159,7 +159,14 @@ class RedisBroker(BrokerBackend):
             raise ConfigError(f"bad Redis URL {_redacted(self._url)!r}: {exc}") from None
         self._scripts = {name: self._client.register_script(text)
                          for name, text in self._texts.items()}
-        found = self._broker("init", "", *self.config.workers)
+        try:
+            found = self._broker("init", "", *self.config.workers)
+        except TypeError as exc:  # redis-py builds connections lazily from the URL options
+            self.close()
+            raise ConfigError(
+                f"bad option in Redis URL {_redacted(self._url)!r}: {exc}; see redis-py's "
+                "from_url for the accepted query options (ssl_* only with rediss://)"
+            ) from None
         if found[0] == "policy":
             self.close()
             raise ConfigError(
@@ -190,7 +197,7 @@ class RedisBroker(BrokerBackend):
 
     def _call(self, name: str, args: Sequence[str | int]) -> Any:
         if self._client is None:
-            raise ConfigError("this RedisBroker is closed; connect again")
+            raise StoreError("this broker is closed; connect again (or restart())")
         try:
             return self._scripts[name](keys=self._keys, args=args)
         except (_redis.AuthenticationError, _redis.exceptions.AuthorizationError) as exc:
@@ -274,7 +281,7 @@ class RedisBroker(BrokerBackend):
         import json
 
         if self._client is None:
-            raise ConfigError("this RedisBroker is closed; connect again")
+            raise StoreError("this broker is closed; connect again (or restart())")
         try:
             raw = self._client.lrange(self._keys[0] + "fenced", 0, -1)
         except (_redis.ConnectionError, _redis.TimeoutError) as exc:
