@@ -313,13 +313,18 @@ class Worker:
             self._settle(delivery, "requeue", FAILED)
 
     def _wait(self, call: _Call, delivery: Delivery) -> bool:
-        """Wait for the handler, extending the lease; False on a hard stop."""
-        holding = True
-        while not call.done.wait(self.extend_every_s):
+        """Wait for the handler, extending the lease; False on a hard stop.
+
+        Waits in short slices so that a hard stop is noticed at once, not at the
+        next extension (which can be ten seconds away with the default lease).
+        """
+        holding, next_extend = True, time.monotonic() + self.extend_every_s
+        while not call.done.wait(min(0.05, self.extend_every_s)):
             if self.stop.hard.is_set():
                 return False
-            if holding:
+            if holding and time.monotonic() >= next_extend:
                 holding = self._extend(delivery)
+                next_extend = time.monotonic() + self.extend_every_s
         return True
 
     def _extend(self, delivery: Delivery) -> bool:
@@ -667,13 +672,16 @@ class WorkerPool:
     def _forward_stop(
         self, children: list[multiprocessing.context.SpawnProcess], forwarded: int
     ) -> int:
-        """Send each stop level to the children once: SIGTERM for graceful, again for hard."""
+        """Send each stop level to the children once: SIGTERM for graceful, SIGINT for hard.
+
+        Two different signals, because two pending SIGTERMs can merge into one.
+        """
         wanted = 2 if self.stop.hard.is_set() else 1 if self.stop.graceful.is_set() else 0
-        for _ in range(forwarded, wanted):
+        for level in range(forwarded, wanted):
             for child in children:
                 if child.pid is not None and child.exitcode is None:
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(child.pid, signal.SIGTERM)
+                        os.kill(child.pid, (signal.SIGTERM, signal.SIGINT)[level])
         return max(forwarded, wanted)
 
 
