@@ -117,6 +117,8 @@ _CLAIM = (
 )
 _ACK = "UPDATE tasks SET state = 2, owner = NULL, expiry = NULL " \
     "WHERE task_id = ? AND state = 1 AND owner = ?"
+_ACK_MANY = "UPDATE tasks SET state = 2, owner = NULL, expiry = NULL " \
+    "WHERE task_id IN (SELECT value FROM json_each(?)) AND state = 1 AND owner = ?"
 _HELD = "SELECT seq, deliveries FROM tasks WHERE task_id = ? AND state = 1 AND owner = ?"
 
 
@@ -390,16 +392,29 @@ class SQLiteBroker(BrokerBackend):
             owners = [None if rota is None else self._assign(rota, now) for _ in tasks]
             rows = [(t.task_id, t.payload_json, t.priority, o)
                     for t, o in zip(tasks, owners, strict=True)]
-            conn.execute("SAVEPOINT publish")
-            try:
-                conn.executemany(_INSERT, rows)
-            except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK TO publish")
-                conn.execute("RELEASE publish")
-                raise DuplicateTaskError(self._duplicate_message(conn, tasks)) from None
-            conn.execute("RELEASE publish")
+            self._insert(conn, rows, tasks)
             if rota is not None:
                 self._save_cursor(conn, rota)
+
+    def _insert(
+        self, conn: sqlite3.Connection, rows: list[tuple[str, str, int, str | None]],
+        tasks: Sequence[NewTask],
+    ) -> None:
+        """Insert every row or none; one row needs no savepoint (statements are atomic)."""
+        if len(rows) == 1:
+            try:
+                conn.execute(_INSERT, rows[0])
+            except sqlite3.IntegrityError:
+                raise DuplicateTaskError(self._duplicate_message(conn, tasks)) from None
+            return
+        conn.execute("SAVEPOINT publish")
+        try:
+            conn.executemany(_INSERT, rows)
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK TO publish")
+            conn.execute("RELEASE publish")
+            raise DuplicateTaskError(self._duplicate_message(conn, tasks)) from None
+        conn.execute("RELEASE publish")
 
     def _duplicate_message(self, conn: sqlite3.Connection, tasks: Sequence[NewTask]) -> str:
         for task in tasks:
@@ -455,19 +470,17 @@ class SQLiteBroker(BrokerBackend):
             return []
 
     def _ack(self, conn: sqlite3.Connection, worker: str, task_ids: Sequence[str]) -> None:
-        """One UPDATE per task; if any was not held, undo the batch and say which."""
+        """One UPDATE for the whole batch; if any task was not held, undo it and say which."""
         if len(task_ids) == 1:
             if conn.execute(_ACK, (task_ids[0], worker)).rowcount != 1:
                 self._held(conn, worker, task_ids[0])
             return
         conn.execute("SAVEPOINT ack")
-        done = conn.executemany(_ACK, [(task_id, worker) for task_id in task_ids]).rowcount
-        if done != len(task_ids):
+        ids = json.dumps(list(task_ids))
+        if conn.execute(_ACK_MANY, (ids, worker)).rowcount != len(task_ids):
             conn.execute("ROLLBACK TO ack")
-            conn.execute("RELEASE ack")
             for task_id in task_ids:
                 self._held(conn, worker, task_id)
-            return
         conn.execute("RELEASE ack")
 
     def _held(self, conn: sqlite3.Connection, worker: str, task_id: str) -> tuple[int, int, str]:
