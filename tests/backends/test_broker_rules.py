@@ -214,6 +214,26 @@ def test_ack_many_is_all_or_nothing(make: MakeBroker) -> None:
     assert (broker.stats().leased, broker.stats().acked) == (1, 2)
 
 
+def test_ack_and_fetch_acks_then_hands_out_the_next_task(make: MakeBroker) -> None:
+    broker = make()
+    publish(broker, "a", "b")
+    broker.fetch("w")
+    following = broker.ack_and_fetch("w", "a")
+    assert following is not None
+    assert following.task_id == "b"
+    assert broker.ack_and_fetch("w", "b") is None
+    assert broker.stats().acked == 2
+
+
+def test_ack_and_fetch_fetches_nothing_when_the_ack_is_refused(make: MakeBroker) -> None:
+    broker = make()
+    publish(broker, "a", "b")
+    broker.fetch("w1")
+    with pytest.raises(NotLeasedError):
+        broker.ack_and_fetch("w2", "a")
+    assert (broker.stats().ready, broker.stats().leased) == (1, 1)
+
+
 # ------------------------------------------------------------- round robin
 
 

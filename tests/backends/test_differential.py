@@ -95,6 +95,10 @@ class Differential(RuleBasedStateMachine):
     def ack(self, worker: str, task_id: str) -> None:
         self.op(lambda b: b.ack(worker, task_id))
 
+    @rule(worker=WORKERS, task_id=TASKS)
+    def ack_and_fetch(self, worker: str, task_id: str) -> None:
+        self.op(lambda b: b.ack_and_fetch(worker, task_id))
+
     @rule(worker=WORKERS, task_ids=st.lists(TASKS, min_size=1, max_size=3, unique=True))
     def ack_many(self, worker: str, task_ids: list[str]) -> None:
         self.op(lambda b: b.ack_many(worker, task_ids))

@@ -398,6 +398,16 @@ class BrokerBackend(ABC):
         if ids:
             self._settle(check_name(worker, "worker"), ids, "ack")
 
+    def ack_and_fetch(self, worker: str, task_id: str) -> Delivery | None:
+        """Ack a held task, then fetch the next one: a worker's steady-state step.
+
+        Equivalent to ``ack`` followed by ``fetch`` at the same instant (if the
+        ack is refused, nothing is fetched). Backends that can do both in one
+        atomic step override this, saving a round trip and, for SQLite, a commit.
+        """
+        self.ack(worker, task_id)
+        return self.fetch(worker)
+
     def nack(self, worker: str, task_id: str, requeue: bool = True) -> None:
         """Give a held task back (same seq, same queue) or dead-letter it."""
         action: Settle = "requeue" if requeue else "dead"

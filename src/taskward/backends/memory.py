@@ -35,6 +35,7 @@ from taskward.backends.base import (
     Settle,
     TickResult,
     assign,
+    check_name,
     decide_tick,
     decode_delivery,
     expiry_reason,
@@ -217,14 +218,25 @@ class MemoryBroker(BrokerBackend):
 
     def _fetch(self, worker: str, n: int) -> list[Delivery]:
         with self._lock:
+            return self._take(worker, n, self._prelude(worker))
+
+    def _take(self, worker: str, n: int, now: int) -> list[Delivery]:
+        out: list[Delivery] = []
+        while len(out) < n:
+            task = self._next_for(worker)
+            if task is None:
+                break
+            out.append(self._lease(task, worker, now))
+        return out
+
+    def ack_and_fetch(self, worker: str, task_id: str) -> Delivery | None:
+        """Ack then fetch under one lock: no other thread can act in between."""
+        worker, task_id = check_name(worker, "worker"), check_name(task_id, "task_id")
+        with self._lock:
             now = self._prelude(worker)
-            out: list[Delivery] = []
-            while len(out) < n:
-                task = self._next_for(worker)
-                if task is None:
-                    break
-                out.append(self._lease(task, worker, now))
-            return out
+            self._apply(self._held(worker, task_id), worker, "ack", now)
+            found = self._take(worker, 1, now)
+            return found[0] if found else None
 
     def _next_for(self, worker: str) -> _Task | None:
         """Own queue first; with work stealing, then the fullest peer's best task."""

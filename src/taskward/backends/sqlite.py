@@ -42,6 +42,7 @@ from taskward.backends.base import (
     Settle,
     TickResult,
     assign,
+    check_name,
     decide_tick,
     decode_deliveries,
     expiry_reason,
@@ -426,12 +427,27 @@ class SQLiteBroker(BrokerBackend):
     def _fetch(self, worker: str, n: int) -> list[Delivery]:
         with self._write() as conn:
             now, _ = self._prelude(conn, worker)
-            expiry = now + self.config.lease_ms
-            queue = None if self.config.policy == "shared" else worker
-            rows = self._claim(conn, worker, expiry, queue, n)
-            if len(rows) < n and self.config.policy == "work_stealing":
-                rows += self._steal(conn, worker, expiry, n - len(rows))
-        return decode_deliveries(rows, expiry)
+            rows = self._take(conn, worker, n, now)
+        return decode_deliveries(rows, now + self.config.lease_ms)
+
+    def _take(self, conn: sqlite3.Connection, worker: str, n: int, now: int) -> list[DeliveryRow]:
+        """Lease up to ``n`` tasks: the worker's own queue, then (stealing) its peers'."""
+        expiry = now + self.config.lease_ms
+        queue = None if self.config.policy == "shared" else worker
+        rows = self._claim(conn, worker, expiry, queue, n)
+        if len(rows) < n and self.config.policy == "work_stealing":
+            rows += self._steal(conn, worker, expiry, n - len(rows))
+        return rows
+
+    def ack_and_fetch(self, worker: str, task_id: str) -> Delivery | None:
+        """Ack then fetch in one transaction: one commit (one fsync) instead of two."""
+        worker, task_id = check_name(worker, "worker"), check_name(task_id, "task_id")
+        with self._write() as conn:
+            now, _ = self._prelude(conn, worker)
+            self._ack(conn, worker, [task_id])
+            rows = self._take(conn, worker, 1, now)
+        found = decode_deliveries(rows, now + self.config.lease_ms)
+        return found[0] if found else None
 
     def _claim(
         self, conn: sqlite3.Connection, worker: str, expiry: int, queue: str | None, n: int
