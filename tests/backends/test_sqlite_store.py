@@ -179,6 +179,19 @@ def test_two_connections_to_one_file_share_every_task(sqlite_path: Path) -> None
         assert consumer.stats().acked == 1
 
 
+def test_a_lock_held_past_the_busy_timeout_is_a_definite_error(sqlite_path: Path) -> None:
+    with opened(sqlite_path, busy_timeout_ms=50) as broker:
+        broker.publish(1, task_id="a")
+        with closing(sqlite3.connect(sqlite_path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match="locked") as refused:
+                broker.publish(2, task_id="b")
+            assert refused.value.definite
+            other.execute("ROLLBACK")
+        broker.publish(2, task_id="b")  # "b" was never stored
+        assert broker.stats().ready == 2
+
+
 def test_threads_on_separate_connections_never_share_a_delivery(sqlite_path: Path) -> None:
     total = 200
     with opened(sqlite_path, durability="off") as broker:

@@ -144,6 +144,17 @@ def _synchronous(durability: str | None, synchronous: str | None) -> str:
     return value
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection held the lock past busy_timeout."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open (SQLite ends some on its own after errors)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 class SQLiteBroker(BrokerBackend):
     """A broker whose whole state is one SQLite file; ``restart()`` reopens it."""
 
@@ -208,11 +219,21 @@ class SQLiteBroker(BrokerBackend):
             conn.execute("PRAGMA cache_size = -16384")
             conn.execute("PRAGMA temp_store = MEMORY")
             self._initialise(conn)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise self._corrupt(exc) from None
             raise StoreError(
-                f"{self.path} is corrupt or unreadable ({exc}); restore it from a backup "
-                "or point sqlite:/// at a new file"
+                f"{self.path} stayed locked for busy_timeout_ms={self._busy_ms} while "
+                "opening; retry, or raise busy_timeout_ms"
             ) from None
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
+
+    def _corrupt(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(
+            f"{self.path} is corrupt or unreadable ({exc}); restore it from a backup "
+            "or point sqlite:/// at a new file"
+        )
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         """Refuse a foreign or newer database with read-only queries (nothing modified)."""
@@ -247,7 +268,7 @@ class SQLiteBroker(BrokerBackend):
                 conn.execute("UPDATE tasks SET owner = NULL WHERE state = 0 AND owner IS NOT NULL")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def restart(self) -> None:
@@ -275,22 +296,28 @@ class SQLiteBroker(BrokerBackend):
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(
-                    f"{self.path} stayed locked for busy_timeout_ms={self._busy_ms} ({exc}); "
-                    "nothing was done: retry, or raise busy_timeout_ms"
-                ) from None
+                raise self._not_started(exc) from None
             try:
                 yield conn
             except TaskwardError:
                 self._commit(conn)
                 raise
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise StoreError(f"{self.path}: {exc}; nothing was done") from None
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             self._commit(conn)
+
+    def _not_started(self, exc: sqlite3.Error) -> StoreError:
+        """BEGIN failed, so the operation certainly did not happen: a definite error."""
+        if _is_busy(exc):
+            return StoreError(
+                f"{self.path} stayed locked for busy_timeout_ms={self._busy_ms}; "
+                "nothing was done: retry, or raise busy_timeout_ms"
+            )
+        return StoreError(f"{self.path}: {exc}; nothing was done")
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         """COMMIT; a failure we can roll back is definite, any other is indefinite."""
