@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from taskward.api import (
     BrokerConfig,
@@ -54,9 +54,11 @@ _INT64 = 2**63
 _MASK80 = 2**80 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class NewTask:
-    """A validated task on its way into a store: the payload is already JSON text."""
+class NewTask(NamedTuple):
+    """A validated task on its way into a store: the payload is already JSON text.
+
+    A tuple, so a batch of them can go straight to ``executemany``.
+    """
 
     task_id: str
     payload_json: str
@@ -235,6 +237,14 @@ def new_ids(n: int) -> list[str]:
     return [f"{prefix}{(base + i) & _MASK80:020x}" for i in range(n)]
 
 
+def _refuse_repeated(ids: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for task_id in ids:
+        if task_id in seen:
+            raise DuplicateTaskError(f"task_id {task_id!r} appears twice in the batch")
+        seen.add(task_id)
+
+
 def build_batch(
     payloads: Sequence[JSONValue], task_ids: Sequence[str] | None, priority: int
 ) -> list[NewTask]:
@@ -248,12 +258,13 @@ def build_batch(
             raise ConfigError(
                 f"task_ids has {len(ids)} ids for {len(payloads)} payloads; pass one id each"
             )
-    seen: set[str] = set()
-    for task_id in ids:
-        if task_id in seen:
-            raise DuplicateTaskError(f"task_id {task_id!r} appears twice in the batch")
-        seen.add(task_id)
-    return [NewTask(i, encode_json(p), priority) for i, p in zip(ids, payloads, strict=True)]
+        if len(set(ids)) != len(ids):
+            _refuse_repeated(ids)
+    try:
+        texts = [_ENCODE(payload) for payload in payloads]
+    except (TypeError, ValueError, RecursionError):
+        texts = [encode_json(payload) for payload in payloads]  # names the first bad one
+    return [NewTask(i, text, priority) for i, text in zip(ids, texts, strict=True)]
 
 
 def decode_delivery(

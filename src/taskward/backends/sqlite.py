@@ -110,6 +110,7 @@ _TO_READY = "UPDATE tasks SET state = 0, owner = ?, expiry = NULL WHERE seq = ?"
 _TO_DEAD = "UPDATE tasks SET state = 3, owner = NULL, expiry = NULL WHERE seq = ?"
 _DEAD_ROW = "INSERT INTO dead (task_id, reason, died_ms) VALUES (?, ?, ?)"
 _INSERT = "INSERT INTO tasks (task_id, payload, priority, state, owner) VALUES (?, ?, ?, 0, ?)"
+_INSERT_SHARED = "INSERT INTO tasks (task_id, payload, priority, state) VALUES (?, ?, ?, 0)"
 _CLAIM = (
     "UPDATE tasks SET state = 1, owner = ?, expiry = ?, deliveries = deliveries + 1 "
     "WHERE seq IN (SELECT seq FROM tasks WHERE state = 0 AND owner IS ? "
@@ -417,27 +418,28 @@ class SQLiteBroker(BrokerBackend):
     def _publish(self, tasks: Sequence[NewTask]) -> None:
         with self._write() as conn:
             now, rota = self._prelude(conn, None)
-            owners = [None if rota is None else self._assign(rota, now) for _ in tasks]
-            rows = [(t.task_id, t.payload_json, t.priority, o)
-                    for t, o in zip(tasks, owners, strict=True)]
-            self._insert(conn, rows, tasks)
+            if rota is None:
+                self._insert(conn, _INSERT_SHARED, tasks, tasks)
+            else:
+                rows = [(*task, self._assign(rota, now)) for task in tasks]
+                self._insert(conn, _INSERT, rows, tasks)
             if rota is not None:
                 self._save_cursor(conn, rota)
 
     def _insert(
-        self, conn: sqlite3.Connection, rows: list[tuple[str, str, int, str | None]],
+        self, conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[object, ...]],
         tasks: Sequence[NewTask],
     ) -> None:
         """Insert every row or none; one row needs no savepoint (statements are atomic)."""
         if len(rows) == 1:
             try:
-                conn.execute(_INSERT, rows[0])
+                conn.execute(sql, rows[0])
             except sqlite3.IntegrityError:
                 raise DuplicateTaskError(self._duplicate_message(conn, tasks)) from None
             return
         conn.execute("SAVEPOINT publish")
         try:
-            conn.executemany(_INSERT, rows)
+            conn.executemany(sql, rows)
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK TO publish")
             conn.execute("RELEASE publish")
