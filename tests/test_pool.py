@@ -194,9 +194,12 @@ def test_a_lambda_cannot_be_sent_to_worker_processes(url: str) -> None:
         WorkerPool(url, lambda payload: None, progress=False)
 
 
-def test_memory_urls_need_threads() -> None:
-    with pytest.raises(ConfigError, match="threads=True"):
-        WorkerPool("memory://", HANDLER, progress=False)
+@pytest.mark.parametrize("threads", [False, True])
+def test_a_memory_url_is_refused_since_each_connection_is_a_private_broker(
+    threads: bool,
+) -> None:
+    with pytest.raises(ConfigError, match="pass the broker object itself with threads=True"):
+        WorkerPool("memory://", HANDLER, threads=threads, progress=False)
 
 
 def test_a_broker_instance_cannot_be_shared_with_processes(memory: Broker) -> None:
@@ -207,11 +210,14 @@ def test_a_broker_instance_cannot_be_shared_with_processes(memory: Broker) -> No
 # ------------------------------------------------------------------ signals
 
 
-def start_worker_command(url: str, *args: str) -> subprocess.Popen[bytes]:
+def start_worker_command(
+    url: str, *args: str, new_session: bool = False
+) -> subprocess.Popen[bytes]:
     """``taskward worker`` as its own OS process, run from where the handler imports."""
     return subprocess.Popen(
         [sys.executable, "-m", "taskward.runtime_cli", "worker", url, HANDLER, "-q", *args],
         cwd=IMPORT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=new_session,
     )
 
 
@@ -241,6 +247,21 @@ def test_sigterm_lets_the_current_task_finish_and_exits_0(
     processes.append(proc)
     wait_for(lambda: bool(records(out)), "the handler to start")
     proc.send_signal(signal.SIGTERM)
+    assert finish(proc) == 0
+    assert (out / f"finished-{task_id}").exists()
+    assert broker.stats().acked == 1
+
+
+def test_ctrl_c_at_the_terminal_finishes_the_current_task_once(
+    url: str, out: Path, connect: Callable[..., Broker], processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Ctrl-C signals the whole foreground process group; it must count as one stop, not two."""
+    broker = connect(url)
+    [task_id] = publish(broker, out, 1, sleep=1.0)
+    proc = start_worker_command(url, "--processes", "2", new_session=True)
+    processes.append(proc)
+    wait_for(lambda: bool(records(out)), "the handler to start")
+    os.killpg(proc.pid, signal.SIGINT)
     assert finish(proc) == 0
     assert (out / f"finished-{task_id}").exists()
     assert broker.stats().acked == 1

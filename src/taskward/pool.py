@@ -586,11 +586,12 @@ class WorkerPool:
         """Fail in the caller, with a fix, before any worker starts."""
         if isinstance(self.handler, str):
             import_ref(self.handler)
+        if isinstance(self.target, str) and self.target.startswith("memory://"):
+            raise ConfigError("each memory:// connection is a separate, private broker; pass "
+                              "the broker object itself with threads=True, or use a "
+                              "sqlite:///path.db URL")
         if not self.threads:
             self._spec()  # the target and handler must be importable by name
-            if isinstance(self.target, str) and self.target.startswith("memory://"):
-                raise ConfigError("memory:// lives inside one process; use threads=True or "
-                                  "a sqlite:///path.db URL for worker processes")
         with self._broker():
             pass  # a bad URL or a foreign database is refused here, in the caller
 
