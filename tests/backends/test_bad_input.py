@@ -169,6 +169,8 @@ def test_a_duplicate_against_a_stored_task_rejects_the_batch(make: MakeBroker) -
         (lambda b: b.publish(1, priority=2**63), "priority must be an int"),
         (lambda b: b.publish_many([1, 2], task_ids=["a"]), "one id each"),
         (lambda b: b.ack_many("w", ["a", "a"]), "ack each task once"),
+        (lambda b: b.ack_many("w", "ab"), "list of task ids"),
+        (lambda b: b.publish_many("ab"), "list of payloads"),
         (lambda b: b.tick(""), "node must be a non-empty string"),
     ],
 )
