@@ -60,7 +60,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 __all__ = ["RedisBroker"]
 
-_BROKER_SCRIPTS = ("init", "publish", "settle", "dead", "stats")
+_BROKER_SCRIPTS: dict[str, tuple[str, ...]] = {
+    # script -> the sections of redis_common.lua it runs (besides the head)
+    "init": (), "publish": ("core",), "settle": ("core", "fetch"), "dead": ("core",),
+    "stats": (),
+}
 _ELECTION_SCRIPTS = ("tick", "leader_write")
 _STATES = {"R": READY, "L": LEASED, "A": ACKED, "D": DEAD}
 _SCHEMES = ("redis", "rediss", "unix")
@@ -72,12 +76,34 @@ def _priority_key(priority: int) -> str:
     return format(_PRIORITY_TOP - priority, "016x")
 
 
-def _script_text(name: str) -> str:
-    here = resources.files("taskward.backends")
-    text = (here / f"redis_{name}.lua").read_text(encoding="utf-8")
-    if name in _BROKER_SCRIPTS:
-        text = (here / "redis_common.lua").read_text(encoding="utf-8") + "\n" + text
-    return text
+def _library_sections() -> dict[str, str]:
+    """redis_common.lua cut at its ``--@section NAME`` lines; the part before is "head"."""
+    text = (resources.files("taskward.backends") / "redis_common.lua").read_text("utf-8")
+    sections: dict[str, list[str]] = {"head": []}
+    current = sections["head"]
+    for line in text.splitlines(keepends=True):
+        if line.startswith("--@section "):
+            current = sections.setdefault(line.split()[1], [])
+        current.append(line)
+    return {name: "".join(lines) for name, lines in sections.items()}
+
+
+def _script_text(name: str, config: BrokerConfig) -> str:
+    """A script's source: broker scripts get the configuration as constants + the library."""
+    text = (resources.files("taskward.backends") / f"redis_{name}.lua").read_text("utf-8")
+    if name not in _BROKER_SCRIPTS:
+        return text
+    library = _library_sections()
+    parts = [
+        f"local POLICY, LEASE, MAXD, WTO = '{config.policy}', {int(config.lease_ms)}, "
+        f"{int(config.max_deliveries)}, {int(config.worker_timeout_ms)}\n",
+        library["head"],
+    ]
+    needs = _BROKER_SCRIPTS[name]
+    if config.policy != "shared" and needs:
+        parts.append(library["perworker"])
+    parts += [library[section] for section in needs]
+    return "".join([*parts, text])
 
 
 def split_url(url: str, namespace: str) -> tuple[str, str]:
@@ -137,12 +163,9 @@ class RedisBroker(BrokerBackend):
         super().__init__(config)
         self._url, self.namespace = split_url(url, namespace)
         self._keys = ["{" + self.namespace + "}:"]
-        self._fixed = [
-            config.policy, str(config.lease_ms), str(config.max_deliveries),
-            str(config.worker_timeout_ms),
-        ]
         self._election = [str(config.election_lease_ms), str(config.member_timeout_ms)]
-        self._texts = {name: _script_text(name) for name in _BROKER_SCRIPTS + _ELECTION_SCRIPTS}
+        self._texts = {name: _script_text(name, config)
+                       for name in (*_BROKER_SCRIPTS, *_ELECTION_SCRIPTS)}
         self._client: Any = None
         self._scripts: dict[str, Callable[..., Any]] = {}
         self._open()
@@ -198,8 +221,12 @@ class RedisBroker(BrokerBackend):
     def _call(self, name: str, args: Sequence[str | int]) -> Any:
         if self._client is None:
             raise StoreError("this broker is closed; connect again (or restart())")
+        script: Any = self._scripts[name]
         try:
-            return self._scripts[name](keys=self._keys, args=args)
+            try:  # EVALSHA directly: Script.__call__ costs more than the round trip it wraps
+                return self._client.execute_command("EVALSHA", script.sha, 1, *self._keys, *args)
+            except _redis.exceptions.NoScriptError:  # a restarted server forgot it: it did not run
+                return script(keys=self._keys, args=args)
         except (_redis.AuthenticationError, _redis.exceptions.AuthorizationError) as exc:
             self._fail_config(exc)
         except (_redis.ConnectionError, _redis.TimeoutError) as exc:
@@ -223,7 +250,7 @@ class RedisBroker(BrokerBackend):
 
     def _broker(self, name: str, worker: str, *args: str) -> Any:
         now = self.config.clock.now_ms()
-        return self._call(name, [str(now), *self._fixed, worker, *args])
+        return self._call(name, [now, worker, *args])
 
     # -- primitives -----------------------------------------------------------
 

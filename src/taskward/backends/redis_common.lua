@@ -1,20 +1,24 @@
 -- taskward Redis backend: the library every broker script is prefixed with.
 --
 -- It is not run on its own: redis.py prepends it to each redis_<op>.lua so
--- that every operation (prelude + effect) is ONE atomic script.
+-- that every operation (prelude + effect) is ONE atomic script. It is cut into
+-- sections ("--@section NAME" lines): the head always, "perworker" only for the
+-- round_robin and work_stealing policies, "core" (the prelude) and "fetch" only
+-- for the operations that use them. Every closure a script creates costs time
+-- on every call, so a script carries only what it runs.
 --
 -- Calling convention of every broker script
 --   KEYS[1]  P = "{ns}:"  the key prefix; every key below starts with it, so all
 --            of a broker's keys share one hash tag (one cluster slot).
 --   ARGV[1]  now (ms, from the caller's injected clock; never Redis TIME)
---   ARGV[2]  policy: shared | round_robin | work_stealing
---   ARGV[3]  lease_ms      ARGV[4] max_deliveries      ARGV[5] worker_timeout_ms
---   ARGV[6]  the calling worker, or "" (publish, dead_letters, stats)
---   ARGV[7..] the operation's own arguments
+--   ARGV[2]  the calling worker, or "" (publish, dead_letters, stats)
+--   ARGV[3..] the operation's own arguments
+-- The configuration (POLICY, LEASE, MAXD, WTO) is not passed per call: redis.py
+-- prepends it to the script text as constants, one script (SHA) per configuration.
 --
 -- Keys (P = KEYS[1]):
 --   P.."meta"     hash   seq (last seq), cur (round-robin cursor), swept
---                        (liveness watermark), acked (count), policy
+--                        (liveness watermark), policy
 --   P.."t:"..id   hash   one task: p payload JSON, pr priority (decimal text),
 --                        m its queue member, st R|L|A|D, w queue owner / lease
 --                        holder, d deliveries, e lease expiry, r dead-letter reason
@@ -33,11 +37,7 @@
 
 local P = KEYS[1]
 local NOW = tonumber(ARGV[1])
-local POLICY = ARGV[2]
-local LEASE = tonumber(ARGV[3])
-local MAXD = tonumber(ARGV[4])
-local WTO = tonumber(ARGV[5])
-local CALLER = ARGV[6]
+local CALLER = ARGV[2]
 local META = P .. 'meta'
 local LEASES = P .. 'leases'
 local SEEN = P .. 'seen'
@@ -47,8 +47,32 @@ local UNASSIGNED = P .. 'u'
 local PER_WORKER = POLICY ~= 'shared'
 
 local function member_id(m) return string.sub(m, 33) end
-local function member_seq(m) return string.sub(m, 17, 32) end
-local function by_seq(a, b) return tonumber(member_seq(a)) < tonumber(member_seq(b)) end
+local function tkey(id) return P .. 't:' .. id end
+local function seq_order(a, b)
+  return tonumber(string.sub(a, 17, 32)) < tonumber(string.sub(b, 17, 32))
+end
+
+local function qkey(w)
+  if not PER_WORKER then return P .. 'q' end
+  if w == nil or w == '' then return UNASSIGNED end
+  return P .. 'q:' .. w
+end
+
+-- Reasons are codes; redis.py turns them into base.py's sentences.
+local function die(id, reason)
+  redis.call('HSET', tkey(id), 'st', 'D', 'r', reason, 'e', '')
+  redis.call('RPUSH', DEAD, id)
+end
+
+-- Defined by the "perworker" section; nil (and never called) under shared.
+local place, reassign, victim
+
+--@section perworker
+
+local function is_live(w)
+  local s = redis.call('ZSCORE', SEEN, w)
+  return s ~= false and s ~= nil and NOW - tonumber(s) < WTO
+end
 
 -- Byte-order "<" (Python's str order for UTF-8); Lua's "<" follows the
 -- server's LC_COLLATE, which redis-server takes from its environment.
@@ -58,24 +82,6 @@ local function bytes_lt(a, b)
     if x ~= y then return x < y end
   end
   return #a < #b
-end
-local function tkey(id) return P .. 't:' .. id end
-
-local function qkey(w)
-  if not PER_WORKER then return P .. 'q' end
-  if w == nil or w == '' then return UNASSIGNED end
-  return P .. 'q:' .. w
-end
-
-local function is_live(w)
-  local s = redis.call('ZSCORE', SEEN, w)
-  return s ~= false and s ~= nil and NOW - tonumber(s) < WTO
-end
-
--- Reasons are codes; redis.py turns them into base.py's sentences.
-local function die(id, reason)
-  redis.call('HSET', tkey(id), 'st', 'D', 'r', reason, 'e', '')
-  redis.call('RPUSH', DEAD, id)
 end
 
 -- The round-robin cursor (kept unwrapped, as base.assign does): the first live
@@ -97,49 +103,19 @@ local function pick()
   return nil
 end
 
--- Put a READY task (queue member m) where the policy says.
-local function place(m)
-  local w = ''
-  if PER_WORKER then w = pick() or '' end
+-- Put a READY task (queue member m) in the queue of the next live worker.
+place = function(m)
+  local w = pick() or ''
   redis.call('ZADD', qkey(w), 0, m)
   redis.call('HSET', tkey(member_id(m)), 'st', 'R', 'w', w)
 end
 
--- Step 1: the caller is seen now (new workers join the rotation).
-local function touch()
-  if CALLER == '' then return end
-  if redis.call('ZADD', SEEN, 'GT', NOW, CALLER) == 1 then
-    redis.call('RPUSH', ROT, CALLER)
-  end
-end
-
--- Step 2: every lease with expiry <= now ends, in seq order.
-local function expire()
-  local holders = {}
-  local ended = redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW)
-  if #ended == 0 then return holders end
-  table.sort(ended, by_seq)
-  for _, m in ipairs(ended) do
-    redis.call('ZREM', LEASES, m)
-    local id = member_id(m)
-    local f = redis.call('HMGET', tkey(id), 'd', 'w')
-    if tonumber(f[1]) >= MAXD then
-      die(id, 'x' .. f[1])
-    else
-      redis.call('HSET', tkey(id), 'st', 'R', 'e', '')
-      redis.call('ZADD', qkey(f[2]), 0, m)
-      holders[f[2]] = true
-    end
-  end
-  return holders
-end
-
--- Step 3 (per-worker policies): READY tasks that are unassigned or in a
--- non-live worker's queue are reassigned in seq order by the cursor.
--- After every operation no non-live worker holds READY tasks, so only the
--- workers that died since the last sweep (watermark "swept") and the holders
--- of just-expired leases can hold any: the sweep is O(log n) when idle.
-local function reassign(holders)
+-- Step 3: READY tasks that are unassigned or in a non-live worker's queue are
+-- reassigned in seq order by the cursor. After every operation no non-live
+-- worker holds READY tasks, so only the workers that died since the last sweep
+-- (watermark "swept") and the holders of just-expired leases can hold any:
+-- the sweep is O(log n) when idle.
+reassign = function(holders)
   local limit = NOW - WTO
   local dead = {}
   local swept = redis.call('HGET', META, 'swept')
@@ -165,43 +141,13 @@ local function reassign(holders)
     grab(UNASSIGNED)
   end
   if #moved == 0 then return end
-  table.sort(moved, by_seq)
+  table.sort(moved, seq_order)
   for _, m in ipairs(moved) do place(m) end
 end
 
--- The per-operation prelude of CONFORMANCE.md, in its order.
-local function prelude()
-  touch()
-  local holders = expire()
-  if PER_WORKER then reassign(holders) end
-end
-
--- The task's fields {st, w, e, m, d} when `worker` holds an unexpired lease on
--- it; otherwise nil and the fields (for the error message).
-local function held(id, worker)
-  local f = redis.call('HMGET', tkey(id), 'st', 'w', 'e', 'm', 'd')
-  if f[1] ~= 'L' or f[2] ~= worker or not (NOW < tonumber(f[3])) then return nil, f end
-  return f, f
-end
-
--- Lease the best READY task of queue q to `worker`; returns the delivery row
--- {id, payload, priority, deliveries, expiry, seq}.
-local function lease_from(q, worker)
-  local top = redis.call('ZPOPMIN', q)
-  if #top == 0 then return nil end
-  local m = top[1]
-  local tk = tkey(member_id(m))
-  local expiry = NOW + LEASE
-  local d = redis.call('HINCRBY', tk, 'd', 1)
-  redis.call('HSET', tk, 'st', 'L', 'w', worker, 'e', expiry)
-  redis.call('ZADD', LEASES, expiry, m)
-  local f = redis.call('HMGET', tk, 'p', 'pr')
-  return {member_id(m), f[1], f[2], d, expiry, tonumber(member_seq(m))}
-end
-
 -- Work stealing: the other worker with the most READY tasks, ties to the
--- smallest id (byte order, which is code-point order for UTF-8).
-local function victim(worker)
+-- smallest id (byte order).
+victim = function(worker)
   if rotation == nil then rotation = redis.call('LRANGE', ROT, 0, -1) end
   local best, most = nil, 0
   for _, w in ipairs(rotation) do
@@ -213,12 +159,85 @@ local function victim(worker)
   return best
 end
 
--- fetch(worker) after the prelude: nil when no queue it may draw from has a task.
-local function fetch_one(worker)
-  local row = lease_from(qkey(worker), worker)
-  if row == nil and POLICY == 'work_stealing' then
-    local v = victim(worker)
-    if v ~= nil then row = lease_from(qkey(v), worker) end
+--@section core
+
+-- The per-operation prelude of CONFORMANCE.md, in its order.
+local function prelude()
+  -- 1. the caller is seen now (a new worker joins the rotation)
+  if CALLER ~= '' and redis.call('ZADD', SEEN, 'GT', NOW, CALLER) == 1 then
+    redis.call('RPUSH', ROT, CALLER)
   end
-  return row
+  -- 2. every lease with expiry <= now ends, in seq order
+  local holders = {}
+  local ended = redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW)
+  if #ended > 0 then
+    table.sort(ended, seq_order)
+    for _, m in ipairs(ended) do
+      redis.call('ZREM', LEASES, m)
+      local id = member_id(m)
+      local f = redis.call('HMGET', tkey(id), 'd', 'w')
+      if tonumber(f[1]) >= MAXD then
+        die(id, 'x' .. f[1])
+      else
+        redis.call('HSET', tkey(id), 'st', 'R', 'e', '')
+        redis.call('ZADD', qkey(f[2]), 0, m)
+        holders[f[2]] = true
+      end
+    end
+  end
+  -- 3. (per-worker policies) reassign what sits unassigned or with a dead worker
+  if PER_WORKER then reassign(holders) end
+end
+
+--@section fetch
+
+-- The task's fields {st, w, e, m, d} when `worker` holds an unexpired lease on
+-- it; otherwise nil and the fields (for the error message).
+local function held(id, worker)
+  local f = redis.call('HMGET', tkey(id), 'st', 'w', 'e', 'm', 'd')
+  if f[1] ~= 'L' or f[2] ~= worker or not (NOW < tonumber(f[3])) then return nil, f end
+  return f, f
+end
+
+-- ZADD/ZREM with many members at once, in chunks that unpack() can take.
+local function bulk(cmd, key, items)
+  for i = 1, #items, 4000 do
+    redis.call(cmd, key, unpack(items, i, math.min(#items, i + 3999)))
+  end
+end
+
+-- Lease up to n best READY tasks of queue q to `worker`, appending delivery rows
+-- {id, payload, priority, deliveries, expiry, seq} to rows; returns how many.
+local function lease_from(q, worker, n, rows)
+  local top = redis.call('ZPOPMIN', q, n)
+  if #top == 0 then return 0 end
+  local expiry = NOW + LEASE
+  local scored = {}
+  for i = 1, #top, 2 do
+    local m = top[i]
+    local id = member_id(m)
+    local tk = tkey(id)
+    local f = redis.call('HMGET', tk, 'p', 'pr', 'd')
+    local d = tonumber(f[3]) + 1
+    redis.call('HSET', tk, 'st', 'L', 'w', worker, 'e', expiry, 'd', d)
+    scored[#scored + 1] = expiry
+    scored[#scored + 1] = m
+    rows[#rows + 1] = {id, f[1], f[2], d, expiry, tonumber(string.sub(m, 17, 32))}
+  end
+  bulk('ZADD', LEASES, scored)
+  return #top / 2
+end
+
+-- n fetches by `worker` after the prelude, as n calls at this instant would do:
+-- its own queue first; with work stealing, one task at a time from the peer
+-- with the most READY tasks (recomputed after each steal).
+local function fetch_n(worker, n)
+  local rows = {}
+  local got = lease_from(qkey(worker), worker, n, rows)
+  while got < n and POLICY == 'work_stealing' do
+    local v = victim(worker)
+    if v == nil then break end
+    got = got + lease_from(qkey(v), worker, 1, rows)
+  end
+  return rows
 end

@@ -1,6 +1,6 @@
 -- init: pin the namespace's policy and register the configured workers.
 -- Runs once per RedisBroker construction and after restart().
--- ARGV[7..]: the configured workers, in rotation order.
+-- ARGV[3..]: the configured workers, in rotation order.
 -- Keys touched (P = KEYS[1]):
 --   P.."meta" (field policy: read, set when absent)
 --   P.."seen" (ZADD NX: a configured worker counts as seen at its first start)
@@ -9,7 +9,7 @@
 local stored = redis.call('HGET', META, 'policy')
 if stored and stored ~= POLICY then return {'policy', stored} end
 if not stored then redis.call('HSET', META, 'policy', POLICY) end
-for i = 7, #ARGV do
+for i = 3, #ARGV do
   if redis.call('ZADD', SEEN, 'NX', NOW, ARGV[i]) == 1 then redis.call('RPUSH', ROT, ARGV[i]) end
 end
 return {'ok'}

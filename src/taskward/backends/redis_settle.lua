@@ -2,27 +2,27 @@
 -- holds (all or none), then lease up to n more tasks to the caller.
 -- fetch = settle nothing + n; heartbeat = settle nothing + 0;
 -- ack_and_fetch = ack one + 1: one round trip.
--- ARGV[7]: action: ack | requeue | dead | extend ('' when no ids)
--- ARGV[8]: n, how many tasks to fetch afterwards
--- ARGV[9..]: the task ids to settle
+-- ARGV[3]: action: ack | requeue | dead | extend ('' when no ids)
+-- ARGV[4]: n, how many tasks to fetch afterwards
+-- ARGV[5..]: the task ids to settle
 -- Keys touched (P = KEYS[1]): the prelude's (P.."seen", P.."rot", P.."leases",
 --   P.."t:"..id of expired tasks, queues, P.."u", P.."dead", P.."meta" swept/cur),
---   P.."t:"..id of settled and fetched tasks, P.."leases", P.."meta" (acked),
---   P.."dead", the caller's queue and (work stealing) the victim's queue.
+--   P.."t:"..id of settled and fetched tasks, P.."leases", P.."dead", the caller's queue and (work stealing) the victim's queue.
 -- Returns {'ok', new_expiry_or_0, {rows}} with rows
 --   {id, payload, priority, deliveries, expiry, seq},
 --   or {'notleased', id, state, holder} (only the prelude ran).
 prelude()
-local action = ARGV[7]
-local n = tonumber(ARGV[8])
+local action = ARGV[3]
+local n = tonumber(ARGV[4])
 local fields = {}
-for i = 9, #ARGV do
+for i = 5, #ARGV do
   local f, raw = held(ARGV[i], CALLER)
   if f == nil then return {'notleased', ARGV[i], raw[1], raw[2]} end
   fields[i] = f
 end
 local expiry = 0
-for i = 9, #ARGV do
+local ended = {}
+for i = 5, #ARGV do
   local id, f = ARGV[i], fields[i]
   local tk, m = tkey(id), f[4]
   if action == 'extend' then
@@ -30,11 +30,9 @@ for i = 9, #ARGV do
     redis.call('HSET', tk, 'e', expiry)
     redis.call('ZADD', LEASES, expiry, m)
   else
-    redis.call('ZREM', LEASES, m)
+    ended[#ended + 1] = m
     if action == 'ack' then
-      redis.call('HSET', tk, 'st', 'A', 'e', '')
-      redis.call('HDEL', tk, 'p')
-      redis.call('HINCRBY', META, 'acked', 1)
+      redis.call('HSET', tk, 'st', 'A', 'e', '', 'p', '')  -- the payload is not needed any more
     elseif action == 'requeue' and tonumber(f[5]) < MAXD then
       redis.call('HSET', tk, 'st', 'R', 'e', '')
       redis.call('ZADD', qkey(CALLER), 0, m)
@@ -45,10 +43,7 @@ for i = 9, #ARGV do
     end
   end
 end
+bulk('ZREM', LEASES, ended)
 local rows = {}
-for _ = 1, n do
-  local row = fetch_one(CALLER)
-  if row == nil then break end
-  rows[#rows + 1] = row
-end
+if n > 0 then rows = fetch_n(CALLER, n) end
 return {'ok', expiry, rows}
