@@ -57,7 +57,7 @@ SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
 
-_DDL = """
+_DDL = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -99,7 +99,7 @@ CREATE TABLE IF NOT EXISTS fenced_writes (
     at_ms INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 'taskward');
-INSERT OR IGNORE INTO meta (key, value) VALUES ('version', '1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('version', '{SCHEMA_VERSION}');
 INSERT OR IGNORE INTO broker_state VALUES (0, 0, NULL, NULL, 0);
 """
 
