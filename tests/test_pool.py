@@ -117,12 +117,14 @@ def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 60.0)
 # ------------------------------------------------------------------ processes and threads
 
 
+@pytest.mark.parametrize("policy", ["shared", "round_robin", "work_stealing"])
 def test_worker_processes_ack_every_task_exactly_once(
-    url: str, out: Path, connect: Callable[..., Broker]
+    url: str, out: Path, connect: Callable[..., Broker], policy: str
 ) -> None:
-    broker = connect(url)
+    broker = connect(url, policy=policy)
     ids = publish(broker, out, 60)
-    report = WorkerPool(url, HANDLER, processes=2, burst=True, progress=False).run()
+    report = WorkerPool(url, HANDLER, processes=2, options={"policy": policy}, burst=True,
+                        progress=False).run()
     stats = broker.stats()
     assert report.exit_code == 0
     assert report.processed == 60 and report.failed == 0
