@@ -315,6 +315,7 @@ class BrokerBackend(ABC):
         self.config = config
         self._beliefs: dict[str, _Belief] = {}
         self._belief_lock = threading.Lock()
+        self._tick_lock = threading.Lock()
 
     # -- primitives ---------------------------------------------------------
 
@@ -453,13 +454,21 @@ class BrokerBackend(ABC):
     # -- derived election operations ---------------------------------------
 
     def tick(self, node: str) -> None:
-        """The node's periodic step; its belief follows what the store granted."""
-        result = self._tick(check_name(node, "node"))
-        with self._belief_lock:
-            if result.outcome in ("granted", "renewed"):
-                self._beliefs[node] = _Belief(result.at, result.epoch)
-            elif result.outcome == "resigned":
-                self._beliefs.pop(node, None)
+        """The node's periodic step; its belief follows what the store granted.
+
+        The store step and the belief update happen under one lock, so two
+        threads ticking the same node cannot apply their outcomes out of order
+        (a grant applied after a later resignation would revive a stale belief).
+        ``is_leader`` takes only the belief lock, so it never waits on the store.
+        """
+        node = check_name(node, "node")
+        with self._tick_lock:
+            result = self._tick(node)
+            with self._belief_lock:
+                if result.outcome in ("granted", "renewed"):
+                    self._beliefs[node] = _Belief(result.at, result.epoch)
+                elif result.outcome == "resigned":
+                    self._beliefs.pop(node, None)
 
     def is_leader(self, node: str) -> tuple[bool, int | None]:
         """The node's own belief, from its clock, ending ``election_margin_ms`` early."""
