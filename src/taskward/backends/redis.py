@@ -17,6 +17,7 @@ redis-py is imported here, not by ``taskward``: it is the ``redis`` extra.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, NoReturn
@@ -43,7 +44,6 @@ from taskward.backends.base import (
     Settle,
     TickResult,
     check_name,
-    decode_delivery,
     expiry_reason,
     nack_reason,
     not_leased,
@@ -144,9 +144,16 @@ def _dead_reason(code: str) -> str:
     return nack_reason(kind == "n", deliveries)
 
 
-def _row(row: list[Any]) -> Delivery:
-    task_id, payload, priority, deliveries, expiry, seq = row
-    return decode_delivery(task_id, payload, int(priority), deliveries, expiry, seq)
+def _deliveries(rows_json: str) -> list[Delivery]:
+    """Decode the script's JSON rows [member, deliveries, expiry, payload] in one pass.
+
+    The member is priority key (16 hex) + seq (16 digits) + task id; every payload
+    is a fresh object, so callers cannot mutate stored state.
+    """
+    return [
+        Delivery(m[32:], payload, _PRIORITY_TOP - int(m[:16], 16), d, expiry, int(m[16:32]))
+        for m, d, expiry, payload in json.loads(rows_json)
+    ]
 
 
 class RedisBroker(BrokerBackend):
@@ -257,8 +264,7 @@ class RedisBroker(BrokerBackend):
     def _publish(self, tasks: Sequence[NewTask]) -> None:
         args: list[str] = []
         for task in tasks:
-            args += (task.task_id, _priority_key(task.priority), str(task.priority),
-                     task.payload_json)
+            args += (task.task_id, _priority_key(task.priority), task.payload_json)
         found = self._broker("publish", "", *args)
         if found[0] == "dup":
             raise DuplicateTaskError(
@@ -275,7 +281,7 @@ class RedisBroker(BrokerBackend):
             raise NotLeasedError(
                 not_leased(worker, task_id, _STATES.get(state) if state else None, holder)
             )
-        return int(found[1]), [_row(row) for row in found[2]]
+        return int(found[1]), _deliveries(found[2])
 
     def _fetch(self, worker: str, n: int) -> list[Delivery]:
         return self._settle_many(worker, (), None, n)[1]
@@ -305,8 +311,6 @@ class RedisBroker(BrokerBackend):
 
     def fenced_writes(self) -> list[tuple[int, str, JSONValue]]:
         """Accepted leader writes as (epoch, node, value), oldest first."""
-        import json
-
         if self._client is None:
             raise StoreError("this broker is closed; connect again (or restart())")
         try:

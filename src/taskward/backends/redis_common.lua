@@ -19,8 +19,7 @@
 -- Keys (P = KEYS[1]):
 --   P.."meta"     hash   seq (last seq), cur (round-robin cursor), swept
 --                        (liveness watermark), policy
---   P.."t:"..id   hash   one task: p payload JSON, pr priority (decimal text),
---                        m its queue member, st R|L|A|D, w queue owner / lease
+--   P.."t:"..id   hash   one task: p payload JSON, m its queue member, st R|L|A|D, w queue owner / lease
 --                        holder, d deliveries, e lease expiry, r dead-letter reason
 --   P.."q"        zset   shared policy: the READY queue
 --   P.."q:"..w    zset   per-worker policies: worker w's READY queue
@@ -206,8 +205,10 @@ local function bulk(cmd, key, items)
   end
 end
 
--- Lease up to n best READY tasks of queue q to `worker`, appending delivery rows
--- {id, payload, priority, deliveries, expiry, seq} to rows; returns how many.
+-- Lease up to n best READY tasks of queue q to `worker`, appending one JSON
+-- text per delivery to rows: [member, deliveries, expiry, payload] (the payload
+-- is JSON already, so it is embedded as is; redis.py decodes all rows at once).
+-- Returns how many were leased.
 local function lease_from(q, worker, n, rows)
   local top = redis.call('ZPOPMIN', q, n)
   if #top == 0 then return 0 end
@@ -215,14 +216,14 @@ local function lease_from(q, worker, n, rows)
   local scored = {}
   for i = 1, #top, 2 do
     local m = top[i]
-    local id = member_id(m)
-    local tk = tkey(id)
-    local f = redis.call('HMGET', tk, 'p', 'pr', 'd')
-    local d = tonumber(f[3]) + 1
+    local tk = tkey(member_id(m))
+    local f = redis.call('HMGET', tk, 'p', 'd')
+    local d = tonumber(f[2]) + 1
     redis.call('HSET', tk, 'st', 'L', 'w', worker, 'e', expiry, 'd', d)
     scored[#scored + 1] = expiry
     scored[#scored + 1] = m
-    rows[#rows + 1] = {id, f[1], f[2], d, expiry, tonumber(string.sub(m, 17, 32))}
+    rows[#rows + 1] = '[' .. cjson.encode(m) .. ',' .. d .. ',' .. string.format('%d', expiry)
+      .. ',' .. f[1] .. ']'
   end
   bulk('ZADD', LEASES, scored)
   return #top / 2

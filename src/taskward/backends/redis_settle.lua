@@ -8,8 +8,8 @@
 -- Keys touched (P = KEYS[1]): the prelude's (P.."seen", P.."rot", P.."leases",
 --   P.."t:"..id of expired tasks, queues, P.."u", P.."dead", P.."meta" swept/cur),
 --   P.."t:"..id of settled and fetched tasks, P.."leases", P.."dead", the caller's queue and (work stealing) the victim's queue.
--- Returns {'ok', new_expiry_or_0, {rows}} with rows
---   {id, payload, priority, deliveries, expiry, seq},
+-- Returns {'ok', new_expiry_or_0, rows} with rows a JSON array of
+--   [member, deliveries, expiry, payload],
 --   or {'notleased', id, state, holder} (only the prelude ran).
 prelude()
 local action = ARGV[3]
@@ -46,4 +46,4 @@ end
 bulk('ZREM', LEASES, ended)
 local rows = {}
 if n > 0 then rows = fetch_n(CALLER, n) end
-return {'ok', expiry, rows}
+return {'ok', expiry, '[' .. table.concat(rows, ',') .. ']'}
