@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeBroker
 
 import taskward
 from taskward.api import (
@@ -23,6 +23,9 @@ from taskward.api import (
 from taskward.backends.base import BrokerBackend
 from taskward.backends.memory import MemoryBroker
 from taskward.backends.sqlite import SQLiteBroker
+
+MakeBroker = Callable[..., BrokerBackend]
+"""The ``make`` fixture: opens a broker of the backend under test."""
 
 
 def counts(broker: BrokerBackend) -> tuple[int, int, int, int]:

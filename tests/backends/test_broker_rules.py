@@ -6,11 +6,15 @@ that what they agree on is the contract.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from conftest import MakeBroker
 
 from taskward.api import DuplicateTaskError, ManualClock, NotLeasedError
 from taskward.backends.base import BrokerBackend
+
+MakeBroker = Callable[..., BrokerBackend]
+"""The ``make`` fixture: opens a broker of the backend under test."""
 
 
 def fetch_ids(broker: BrokerBackend, worker: str, times: int) -> list[str | None]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from conftest import MakeBroker
 
 from taskward.api import ConfigError, ManualClock, PayloadError
+from taskward.backends.base import BrokerBackend
+
+MakeBroker = Callable[..., BrokerBackend]
+"""The ``make`` fixture: opens a broker of the backend under test."""
 
 ELECTION = {"election_lease_ms": 1000, "member_timeout_ms": 3000, "election_margin_ms": 0}
 
