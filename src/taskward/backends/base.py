@@ -17,13 +17,14 @@ decides *where* state lives, never *what* the rule is.
 from __future__ import annotations
 
 import json
+import json.encoder
 import os
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from taskward.api import (
     BrokerConfig,
@@ -93,8 +94,28 @@ class _Belief:
 # ------------------------------------------------------------------ pure rules
 
 
-_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-"""One encoder built once: ``json.dumps`` with options builds a new one per call."""
+def _make_encoder() -> Callable[[JSONValue], str]:
+    """Build the strict compact encoder once; ``json.dumps`` rebuilds one per call.
+
+    The C encoder is called directly when present (what ``JSONEncoder.encode``
+    does after a Python-level detour that costs as much as the encoding of a
+    small payload). Without a markers dict a cycle ends in RecursionError,
+    which ``encode_json`` turns into a PayloadError like any other refusal.
+    """
+    strict = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+    make: Callable[..., Any] | None = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return strict.encode
+    chunks = make(None, strict.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+                  False, False, False)
+
+    def encode(value: JSONValue) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_ENCODE = _make_encoder()
 
 
 def encode_json(value: JSONValue, what: str = "payload") -> str:
