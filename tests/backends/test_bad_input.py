@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -120,6 +121,25 @@ def test_a_payload_that_is_not_json_is_refused_and_nothing_is_stored(
     assert counts(broker) == (0, 0, 0, 0)
     broker.publish("fine", task_id="a")  # the id was not taken
     assert counts(broker) == (1, 0, 0, 0)
+
+
+def test_a_payload_that_contains_itself_is_refused(make: MakeBroker) -> None:
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    broker = make()
+    with pytest.raises(PayloadError):
+        broker.publish(cyclic, task_id="a")
+    assert counts(broker) == (0, 0, 0, 0)
+
+
+def test_payloads_are_stored_as_compact_standard_json(make: MakeBroker) -> None:
+    broker = make()
+    payload = {"s": 'é"\n', "n": [1, -0.0, 1e300, 2**70], "b": True, "z": None, "1": {}}
+    broker.publish(payload, task_id="a")
+    delivery = broker.fetch("w")
+    assert delivery is not None
+    assert delivery.payload == payload
+    assert json.dumps(delivery.payload) == json.dumps(payload)
 
 
 def test_one_bad_payload_rejects_the_whole_batch(make: MakeBroker) -> None:
