@@ -7,22 +7,31 @@
 -- Returns {'ok', first_seq} or {'dup', task_id} (only the prelude ran).
 prelude()
 local n = (#ARGV - 2) / 3
-for i = 0, n - 1 do
-  local id = ARGV[3 + 3 * i]
-  if redis.call('EXISTS', tkey(id)) == 1 then return {'dup', id} end
+local keys = {}
+for i = 0, n - 1 do keys[i + 1] = tkey(ARGV[3 + 3 * i]) end
+for c = 1, n, 4000 do  -- one EXISTS per chunk; find the culprit only when there is one
+  if redis.call('EXISTS', unpack(keys, c, math.min(n, c + 3999))) > 0 then
+    for i = c, math.min(n, c + 3999) do
+      if redis.call('EXISTS', keys[i]) == 1 then return {'dup', ARGV[3 * i]} end
+    end
+  end
 end
 local last = redis.call('HINCRBY', META, 'seq', n)
 local first = last - n + 1
+local queued = {}
 for i = 0, n - 1 do
   local b = 3 + 3 * i
-  local id = ARGV[b]
-  local m = ARGV[b + 1] .. string.format('%016d', first + i) .. id
+  local m = ARGV[b + 1] .. string.format('%016d', first + i) .. ARGV[b]
   if PER_WORKER then
-    redis.call('HSET', tkey(id), 'p', ARGV[b + 2], 'm', m, 'd', 0)
+    redis.call('HSET', keys[i + 1], 'p', ARGV[b + 2], 'm', m, 'd', 0)
     place(m)
-  else  -- the shared queue: one HSET with the state, one ZADD
-    redis.call('HSET', tkey(id), 'p', ARGV[b + 2], 'm', m, 'd', 0, 'st', 'R', 'w', '')
-    redis.call('ZADD', P .. 'q', 0, m)
+  else  -- the shared queue: one HSET per task, then one ZADD for the batch
+    redis.call('HSET', keys[i + 1], 'p', ARGV[b + 2], 'm', m, 'd', 0, 'st', 'R', 'w', '')
+    queued[#queued + 1] = 0
+    queued[#queued + 1] = m
   end
+end
+for c = 1, #queued, 8000 do
+  redis.call('ZADD', P .. 'q', unpack(queued, c, math.min(#queued, c + 7999)))
 end
 return {'ok', first}
