@@ -65,6 +65,11 @@ def deliveries_per_task(out: Path) -> Counter[str]:
 HANDLER = f"{__name__}:record"
 
 
+def broker_from_env() -> Broker:
+    """A module-level factory: worker processes import it by name and call it."""
+    return taskward.connect(os.environ["TASKWARD_TEST_URL"], lease_ms=2000)
+
+
 # ------------------------------------------------------------------ fixtures
 
 
@@ -129,6 +134,17 @@ def test_worker_processes_ack_every_task_exactly_once(
     assert report.exit_code == 0
     assert report.processed == 60 and report.failed == 0
     assert (stats.acked, stats.ready, stats.leased) == (60, 0, 0)
+    assert deliveries_per_task(out) == Counter({task_id: 1 for task_id in ids})
+
+
+def test_a_module_level_broker_factory_is_called_in_each_worker_process(
+    url: str, out: Path, connect: Callable[..., Broker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKWARD_TEST_URL", url)
+    broker = connect(url)
+    ids = publish(broker, out, 20)
+    report = WorkerPool(broker_from_env, record, processes=2, burst=True, progress=False).run()
+    assert report.exit_code == 0 and broker.stats().acked == 20
     assert deliveries_per_task(out) == Counter({task_id: 1 for task_id in ids})
 
 
