@@ -443,3 +443,15 @@ def test_redis_restart_reconnects_and_keeps_every_task(make_broker: BrokerFactor
     assert fetch_ids(broker, "w2", 1) == ["t2"]
     assert broker.is_leader("n1") == (True, 1)
     assert broker.stats() == Stats(1, 1, 1, 0, 3, "n1", 1)
+
+
+def test_redis_odd_task_ids_and_payloads_round_trip_exactly(make_broker: BrokerFactory) -> None:
+    broker = make_broker(policy="work_stealing")
+    ids = ['quote"s', "slash/and\\back", "tâche-日本", "nul\x00byte", "{braces}:x", " "]
+    payloads = [{"s": 'a"b'}, ["\u2028", "\x00"], 1.5e300, -0.0, "", None]
+    broker.publish_many(payloads, task_ids=ids)
+    got = broker.fetch_many("w1", 10)
+    assert sorted(d.task_id for d in got) == sorted(ids)
+    assert {d.task_id: d.payload for d in got} == dict(zip(ids, payloads, strict=True))
+    broker.ack_many("w1", ids)
+    assert broker.stats().acked == 6
