@@ -171,9 +171,9 @@ def test_a_failing_task_is_requeued_until_max_deliveries_then_dead_lettered(
 def test_a_task_longer_than_its_lease_is_extended_and_delivered_once(
     url: str, out: Path, connect: Callable[..., Broker]
 ) -> None:
-    broker = connect(url, lease_ms=300)
-    [task_id] = publish(broker, out, 1, sleep=1.2)
-    report = WorkerPool(url, HANDLER, processes=2, options={"lease_ms": 300}, burst=True,
+    broker = connect(url, lease_ms=900)
+    [task_id] = publish(broker, out, 1, sleep=2.5)  # almost three leases long
+    report = WorkerPool(url, HANDLER, processes=2, options={"lease_ms": 900}, burst=True,
                         progress=False).run()
     stats = broker.stats()
     assert deliveries_per_task(out) == Counter({task_id: 1})
