@@ -107,7 +107,7 @@ def initial(c: BrokerConfig, L: Layout) -> State:
     return tuple(s)
 
 
-# ----------------------------------------------------------------- the prelude
+# ----------------------------------------------------------------- the rules
 
 
 def live(o: Ops, c: BrokerConfig, w: Writer) -> list[V]:
@@ -115,28 +115,12 @@ def live(o: Ops, c: BrokerConfig, w: Writer) -> list[V]:
     return [a < c.worker_timeout for a in w.arr("age")]
 
 
-def rr_pick(o: Ops, c: BrokerConfig, w: Writer, alive: list[V]) -> V:
-    """The first live worker at or after the cursor (wrapping), or NONE."""
-    cur = w.get("cursor")
-    best: V = NONE
-    best_d: V = c.workers
-    for k in range(c.workers):
-        d = o.ite(k >= cur, k - cur, k - cur + c.workers)
-        better = o.and_(alive[k], d < best_d)
-        best = o.ite(better, k, best)
-        best_d = o.ite(better, d, best_d)
-    return best
-
-
-def rr_assign(o: Ops, c: BrokerConfig, w: Writer, t: int, when: V, alive: list[V]) -> None:
-    """Assign task ``t`` by the cursor when ``when`` holds; no live worker leaves it unassigned."""
-    pick = rr_pick(o, c, w, alive)
-    w.set("own", o.ite(when, pick, w.get("own", t)), t)
-    moved = o.and_(when, pick != NONE)
-    w.set("cursor", o.ite(moved, o.ite(pick == c.workers - 1, 0, pick + 1), w.get("cursor")))
-    for k in range(c.workers):
-        w.set("asg", w.get("asg", k) + o.b2i(o.and_(moved, pick == k)), k)
-    normalise_assignments(o, c, w)
+def kill(o: Ops, w: Writer, t: int, when: V, n_dead: V) -> V:
+    """Dead-letter task ``t`` when ``when`` holds; returns the new count of dead tasks."""
+    n_dead = n_dead + o.b2i(when)
+    w.set("st", o.ite(when, DEAD, w.get("st", t)), t)
+    w.set("drank", o.ite(when, n_dead, w.get("drank", t)), t)
+    return n_dead
 
 
 def normalise_assignments(o: Ops, c: BrokerConfig, w: Writer) -> None:
@@ -154,107 +138,134 @@ def normalise_assignments(o: Ops, c: BrokerConfig, w: Writer) -> None:
         w.set("asg", o.ite(alive[k], o.ite(shifted > 2, 2, shifted), 0), k)
 
 
-def kill(o: Ops, w: Writer, t: int, when: V, n_dead: V) -> V:
-    """Dead-letter task ``t`` when ``when`` holds; returns the new count of dead tasks."""
-    n_dead = n_dead + o.b2i(when)
-    w.set("st", o.ite(when, DEAD, w.get("st", t)), t)
-    w.set("drank", o.ite(when, n_dead, w.get("drank", t)), t)
-    return n_dead
-
-
-def expire_leases(o: Ops, c: BrokerConfig, w: Writer) -> None:
-    """Every lease with no time left ends, in publish order: DEAD at the limit, else READY."""
-    n_dead = count(o, [x == DEAD for x in w.arr("st")])
-    for t in range(c.tasks):
-        ended = o.and_(w.get("st", t) == LEASED, w.get("exp", t) <= 0)
-        dies = o.and_(ended, w.get("dl", t) >= c.max_deliveries)
-        n_dead = kill(o, w, t, dies, n_dead)
-        w.set("st", o.ite(o.and_(ended, o.not_(dies)), READY, w.get("st", t)), t)
-
-
-def reassign_orphans(o: Ops, c: BrokerConfig, w: Writer) -> None:
-    """Ready tasks unassigned or in a non-live worker's queue go round-robin to live workers."""
-    alive = live(o, c, w)
-    for t in range(c.tasks):
-        own = w.get("own", t)
-        owner_live = o.or_(*[o.and_(own == k, alive[k]) for k in range(c.workers)])
-        rr_assign(o, c, w, t, o.and_(w.get("st", t) == READY, o.not_(owner_live)), alive)
-
-
-def prelude(o: Ops, c: BrokerConfig, L: Layout, s: SymState, caller: int) -> tuple[V, ...]:
-    """What every broker operation does first, in the contract's order."""
-    w = Writer(L, s)
-    if caller != NONE:
-        w.set("age", 0, caller)
-    expire_leases(o, c, w)
-    if c.per_worker:
-        reassign_orphans(o, c, w)
-    return w.state()
-
-
-# ------------------------------------------------------------- choosing a task
-
-
-def better(o: Ops, pa: V, sa: V, pb: V, sb: V) -> V:
-    """Task a beats task b: higher priority, then smaller sequence number."""
-    return o.or_(pa > pb, o.and_(pa == pb, sa < sb))
-
-
-def best_of(o: Ops, w: Writer, c: BrokerConfig, eligible: list[V]) -> V:
-    """The best eligible task index, or NONE."""
-    best: V = NONE
-    bp: V = -1
-    bs: V = 0
-    for t in range(c.tasks):
-        p, q = w.get("pr", t), w.get("sq", t)
-        take = o.and_(eligible[t], o.or_(best == NONE, better(o, p, q, bp, bs)))
-        best, bp, bs = o.ite(take, t, best), o.ite(take, p, bp), o.ite(take, q, bs)
-    return best
-
-
-def ready_in(o: Ops, w: Writer, c: BrokerConfig, k: int) -> list[V]:
+def ready_in(o: Ops, w: Writer, c: BrokerConfig, k: V) -> list[V]:
     """Which tasks are READY in worker ``k``'s queue."""
     return [o.and_(w.get("st", t) == READY, w.get("own", t) == k) for t in range(c.tasks)]
 
 
-def victim(o: Ops, w: Writer, c: BrokerConfig, thief: int) -> V:
-    """The other worker with the most READY tasks (ties: smallest id), or NONE if all empty."""
-    best: V = NONE
-    most: V = 0
-    for k in range(c.workers):
-        if k == thief:
-            continue
-        n = count(o, ready_in(o, w, c, k))
-        take = n > most
-        best, most = o.ite(take, k, best), o.ite(take, n, most)
-    return best
-
-
-def choose(o: Ops, c: BrokerConfig, w: Writer, worker: int) -> V:
-    """The task ``fetch(worker)`` delivers, by the policy; NONE when there is none."""
-    if c.policy == "shared":
-        return best_of(o, w, c, [x == READY for x in w.arr("st")])
-    own = best_of(o, w, c, ready_in(o, w, c, worker))
-    if c.policy == "round_robin":
-        return own
-    v = victim(o, w, c, worker)
-    theirs = [o.and_(v != NONE, w.get("st", t) == READY, w.get("own", t) == v)
-              for t in range(c.tasks)]
-    return o.ite(own != NONE, own, best_of(o, w, c, theirs))
-
-
-# --------------------------------------------------------------------- actions
-
-
 class Broker:
-    """The broker's actions, bound to one configuration."""
+    """The broker's rules and actions, bound to one configuration.
+
+    Each rule is a small method so that a model mutant overrides exactly the
+    rule it gets wrong and inherits everything else."""
 
     def __init__(self, c: BrokerConfig) -> None:
         self.c = c
         self.L = layout(c)
 
+    # round-robin ------------------------------------------------------------------
+    def alive(self, o: Ops, w: Writer) -> list[V]:
+        """Workers the round-robin cursor may assign to."""
+        return live(o, self.c, w)
+
+    def rr_pick(self, o: Ops, w: Writer, alive: list[V]) -> V:
+        """The first live worker at or after the cursor (wrapping), or NONE."""
+        c = self.c
+        cur = w.get("cursor")
+        best: V = NONE
+        best_d: V = c.workers
+        for k in range(c.workers):
+            d = o.ite(k >= cur, k - cur, k - cur + c.workers)
+            nearer = o.and_(alive[k], d < best_d)
+            best = o.ite(nearer, k, best)
+            best_d = o.ite(nearer, d, best_d)
+        return best
+
+    def cursor_after(self, o: Ops, pick: V) -> V:
+        """The cursor moves to just past the worker it assigned to."""
+        return o.ite(pick == self.c.workers - 1, 0, pick + 1)
+
+    def rr_assign(self, o: Ops, w: Writer, t: int, when: V, alive: list[V]) -> None:
+        """Assign task ``t`` by the cursor when ``when`` holds; no live worker: unassigned."""
+        c = self.c
+        pick = self.rr_pick(o, w, alive)
+        w.set("own", o.ite(when, pick, w.get("own", t)), t)
+        moved = o.and_(when, pick != NONE)
+        w.set("cursor", o.ite(moved, self.cursor_after(o, pick), w.get("cursor")))
+        for k in range(c.workers):
+            w.set("asg", w.get("asg", k) + o.b2i(o.and_(moved, pick == k)), k)
+        normalise_assignments(o, c, w)
+
+    # the prelude ------------------------------------------------------------------
+    def exhausted(self, o: Ops, dl: V) -> V:
+        """A task delivered max_deliveries times may not return to READY."""
+        return dl >= self.c.max_deliveries
+
+    def expire_leases(self, o: Ops, w: Writer) -> None:
+        """Every lease with no time left ends, in publish order: DEAD at the limit, else READY."""
+        n_dead = count(o, [x == DEAD for x in w.arr("st")])
+        for t in range(self.c.tasks):
+            ended = o.and_(w.get("st", t) == LEASED, w.get("exp", t) <= 0)
+            dies = o.and_(ended, self.exhausted(o, w.get("dl", t)))
+            n_dead = kill(o, w, t, dies, n_dead)
+            w.set("st", o.ite(o.and_(ended, o.not_(dies)), READY, w.get("st", t)), t)
+
+    def reassign_orphans(self, o: Ops, w: Writer) -> None:
+        """READY tasks unassigned or in a non-live worker's queue go round-robin to live ones."""
+        c = self.c
+        alive = live(o, c, w)
+        for t in range(c.tasks):
+            own = w.get("own", t)
+            owner_live = o.or_(*[o.and_(own == k, alive[k]) for k in range(c.workers)])
+            self.rr_assign(o, w, t, o.and_(w.get("st", t) == READY, o.not_(owner_live)),
+                           self.alive(o, w))
+
     def pre(self, o: Ops, s: SymState, caller: int = NONE) -> tuple[V, ...]:
-        return prelude(o, self.c, self.L, s, caller)
+        """What every broker operation does first, in the contract's order."""
+        w = Writer(self.L, s)
+        if caller != NONE:
+            w.set("age", 0, caller)
+        self.expire_leases(o, w)
+        if self.c.per_worker:
+            self.reassign_orphans(o, w)
+        return w.state()
+
+    # choosing a task ----------------------------------------------------------------
+    def better(self, o: Ops, pa: V, sa: V, pb: V, sb: V) -> V:
+        """Task a beats task b: higher priority, then smaller sequence number."""
+        return o.or_(pa > pb, o.and_(pa == pb, sa < sb))
+
+    def best_of(self, o: Ops, w: Writer, eligible: list[V]) -> V:
+        """The best eligible task index, or NONE."""
+        best: V = NONE
+        bp: V = -1
+        bs: V = 0
+        for t in range(self.c.tasks):
+            p, q = w.get("pr", t), w.get("sq", t)
+            take = o.and_(eligible[t], o.or_(best == NONE, self.better(o, p, q, bp, bs)))
+            best, bp, bs = o.ite(take, t, best), o.ite(take, p, bp), o.ite(take, q, bs)
+        return best
+
+    def stealable(self, o: Ops, w: Writer, k: V) -> list[V]:
+        """What a thief may take from worker ``k``: its READY tasks, never leased ones."""
+        return ready_in(o, w, self.c, k)
+
+    def victim(self, o: Ops, w: Writer, thief: int) -> V:
+        """The other worker with the most stealable tasks (ties: smallest id), or NONE."""
+        best: V = NONE
+        most: V = 0
+        for k in range(self.c.workers):
+            if k == thief:
+                continue
+            n = count(o, self.stealable(o, w, k))
+            take = n > most
+            best, most = o.ite(take, k, best), o.ite(take, n, most)
+        return best
+
+    def steal(self, o: Ops, w: Writer, thief: int) -> V:
+        """The best stealable task of the victim, or NONE."""
+        v = self.victim(o, w, thief)
+        return self.best_of(o, w, [o.and_(v != NONE, x) for x in self.stealable(o, w, v)])
+
+    def choose(self, o: Ops, w: Writer, worker: int) -> V:
+        """The task ``fetch(worker)`` delivers, by the policy; NONE when there is none."""
+        c = self.c
+        if c.policy == "shared":
+            return self.best_of(o, w, [x == READY for x in w.arr("st")])
+        own = self.best_of(o, w, ready_in(o, w, c, worker))
+        if c.policy == "round_robin":
+            return own
+        return o.ite(own != NONE, own, self.steal(o, w, worker))
 
     # publish ------------------------------------------------------------------
     def publish_guard(self, o: Ops, s: SymState, prio: int) -> V:
@@ -267,14 +278,14 @@ class Broker:
         """The next task becomes READY with the next sequence number (and, per worker, an owner)."""
         w = Writer(self.L, self.pre(o, s))
         n, seq = w.get("npub"), w.get("nseq")
-        alive = live(o, self.c, w)
+        alive = self.alive(o, w)
         for t in range(self.c.tasks):
             hit = n == t
             w.set("st", o.ite(hit, READY, w.get("st", t)), t)
             w.set("pr", o.ite(hit, prio, w.get("pr", t)), t)
             w.set("sq", o.ite(hit, seq, w.get("sq", t)), t)
             if self.c.per_worker:
-                rr_assign(o, self.c, w, t, hit, alive)
+                self.rr_assign(o, w, t, hit, alive)
         w.set("npub", n + 1)
         w.set("nseq", seq + 1)
         return w.state(), n
@@ -289,7 +300,7 @@ class Broker:
     def fetch(self, o: Ops, s: SymState, worker: int) -> tuple[tuple[V, ...], V]:
         """The best task the policy lets this worker draw goes to it under a fresh lease."""
         w = Writer(self.L, self.pre(o, s, worker))
-        got = choose(o, self.c, w, worker)
+        got = self.choose(o, w, worker)
         for t in range(self.c.tasks):
             hit = got == t
             w.set("st", o.ite(hit, LEASED, w.get("st", t)), t)
@@ -323,7 +334,7 @@ class Broker:
         """Back to READY keeping its place, or DEAD when not requeued or out of deliveries."""
         w = Writer(self.L, self.pre(o, s, worker))
         ok = self.holds(o, w, worker, t)
-        dies = o.and_(ok, o.or_(requeue == 0, w.get("dl", t) >= self.c.max_deliveries))
+        dies = o.and_(ok, o.or_(requeue == 0, self.exhausted(o, w.get("dl", t))))
         n_dead = count(o, [x == DEAD for x in w.arr("st")])
         kill(o, w, t, dies, n_dead)
         w.set("st", o.ite(o.and_(ok, o.not_(dies)), READY, w.get("st", t)), t)
@@ -450,14 +461,15 @@ def canon_shared(c: BrokerConfig, L: Layout) -> object:
     return canon
 
 
-def build(c: BrokerConfig | None = None, *, symmetry: bool = True) -> Model:
-    """The correct broker model for a bound."""
+def build(c: BrokerConfig | None = None, *, symmetry: bool = True,
+          rules: type[Broker] | None = None, mutant: str | None = None) -> Model:
+    """The broker model for a bound: the correct rules, or a mutant's subclass of them."""
     c = c or BrokerConfig()
-    b = Broker(c)
+    b = (rules or Broker)(c)
     canon = canon_shared(c, b.L) if (symmetry and c.policy == "shared") else None
     return Model(f"broker[{c.policy}]", b.L, initial(c, b.L), b.actions(), c,
                  canon=canon,  # type: ignore[arg-type]
-                 describe_args=describe, extra={"impl": b})
+                 describe_args=describe, mutant=mutant, extra={"impl": b})
 
 
 def with_config(m: Model, **changes: object) -> BrokerConfig:

@@ -265,9 +265,10 @@ def describe(name: str, args: tuple[int, ...]) -> str:
     return f"{name}({', '.join(node_name(a) for a in args)})"
 
 
-def build(c: ElectionConfig | None = None) -> Model:
-    """The correct election model for a bound."""
+def build(c: ElectionConfig | None = None, *, rules: type[Election] | None = None,
+          mutant: str | None = None) -> Model:
+    """The election model for a bound: the correct rules, or a mutant's subclass of them."""
     c = c or ElectionConfig()
-    e = Election(c)
+    e = (rules or Election)(c)
     return Model("election", e.L, initial(c, e.L), e.actions(), c, describe_args=describe,
-                 extra={"impl": e})
+                 mutant=mutant, extra={"impl": e})
