@@ -455,3 +455,19 @@ def test_redis_odd_task_ids_and_payloads_round_trip_exactly(make_broker: BrokerF
     assert {d.task_id: d.payload for d in got} == dict(zip(ids, payloads, strict=True))
     broker.ack_many("w1", ids)
     assert broker.stats().acked == 6
+
+
+def test_redis_batches_larger_than_one_script_chunk_work(make_broker: BrokerFactory) -> None:
+    clock = ManualClock()
+    broker = make_broker(policy="shared", max_deliveries=1, clock=clock)
+    ids = broker.publish_many(list(range(9000)), task_ids=[f"t{i:05d}" for i in range(9000)])
+    got = broker.fetch_many("w1", 9000)
+    assert [d.task_id for d in got] == ids
+    assert broker.extend("w1", ids[0]) == 1000
+    broker.ack_many("w1", ids[:4500])
+    clock.advance(1000)  # 4500 leases end at once: dead-lettered in seq order
+    assert broker.dead_letters() == ids[4500:]
+    assert broker.stats() == Stats(0, 0, 4500, 4500, 3, None, 0)
+    with pytest.raises(DuplicateTaskError):
+        broker.publish_many(list(range(8001)), task_ids=[*(f"n{i}" for i in range(8000)), "t08999"])
+    assert broker.stats().ready == 0

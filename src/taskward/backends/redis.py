@@ -145,14 +145,15 @@ def _dead_reason(code: str) -> str:
 
 
 def _deliveries(rows_json: str) -> list[Delivery]:
-    """Decode the script's JSON rows [member, deliveries, expiry, payload] in one pass.
+    """Decode the script's JSON rows [member, expiry, payload] in one pass.
 
-    The member is priority key (16 hex) + seq (16 digits) + task id; every payload
-    is a fresh object, so callers cannot mutate stored state.
+    The member is priority key (16 hex) + seq (16 digits) + deliveries (8 digits)
+    + task id; every payload is a fresh object, so callers cannot mutate stored state.
     """
     return [
-        Delivery(m[32:], payload, _PRIORITY_TOP - int(m[:16], 16), d, expiry, int(m[16:32]))
-        for m, d, expiry, payload in json.loads(rows_json)
+        Delivery(m[40:], payload, _PRIORITY_TOP - int(m[:16], 16), int(m[32:40]), expiry,
+                 int(m[16:32]))
+        for m, expiry, payload in json.loads(rows_json)
     ]
 
 
@@ -294,7 +295,8 @@ class RedisBroker(BrokerBackend):
         self._settle_many(worker, (), None, 0)
 
     def _dead_letters(self) -> list[tuple[str, str]]:
-        return [(task_id, _dead_reason(code)) for task_id, code in self._broker("dead", "")]
+        ids, codes = self._broker("dead", "")
+        return [(task_id, _dead_reason(code)) for task_id, code in zip(ids, codes, strict=True)]
 
     def _stats(self) -> Stats:
         ready, leased, acked, dead, live, leader, epoch = self._broker("stats", "")

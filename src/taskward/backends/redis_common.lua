@@ -4,8 +4,7 @@
 -- that every operation (prelude + effect) is ONE atomic script. It is cut into
 -- sections ("--@section NAME" lines): the head always, "perworker" only for the
 -- round_robin and work_stealing policies, "core" (the prelude) and "fetch" only
--- for the operations that use them. Every closure a script creates costs time
--- on every call, so a script carries only what it runs.
+-- for the operations that use them, so a script carries only what it runs.
 --
 -- Calling convention of every broker script
 --   KEYS[1]  P = "{ns}:"  the key prefix; every key below starts with it, so all
@@ -19,8 +18,9 @@
 -- Keys (P = KEYS[1]):
 --   P.."meta"     hash   seq (last seq), cur (round-robin cursor), swept
 --                        (liveness watermark), policy
---   P.."t:"..id   hash   one task: p payload JSON, m its queue member, st R|L|A|D, w queue owner / lease
---                        holder, d deliveries, e lease expiry, r dead-letter reason
+--   P.."s"        hash   task id -> packed state "ST E WLEN W M" (see pack)
+--   P.."p"        hash   task id -> payload JSON (dropped when the task is acked)
+--   P.."r"        hash   task id -> dead-letter reason code
 --   P.."q"        zset   shared policy: the READY queue
 --   P.."q:"..w    zset   per-worker policies: worker w's READY queue
 --   P.."u"        zset   per-worker policies: READY tasks with no live worker
@@ -28,16 +28,24 @@
 --   P.."seen"     zset   worker -> last call (ms)
 --   P.."rot"      list   round-robin rotation order
 --   P.."dead"     list   dead-lettered task ids, in the order they died
+-- Task state lives in a few namespace-wide hashes rather than one hash per task,
+-- so a batch of n tasks costs a handful of commands (HMGET/HSET with n fields),
+-- not n of them.
 --
--- Queue and lease members are M = K .. %016d(seq) .. task_id where K is 16 hex
--- digits of 2**63-1-priority (computed in Python: Lua numbers are doubles, 64-bit
--- priorities are not). Every queue score is 0, so ZSET order (member bytes) is
--- exactly "highest priority, then smallest seq" for any 64-bit priority.
+-- Queue and lease members are M = K .. %016d(seq) .. %08d(deliveries) .. task_id
+-- where K is 16 hex digits of 2**63-1-priority (computed in Python: Lua numbers
+-- are doubles, 64-bit priorities are not). Every score in a queue is 0, so ZSET
+-- order (member bytes, decided within K .. seq, which is unique) is exactly
+-- "highest priority, then smallest seq" for any 64-bit priority. The delivery
+-- count travels in the member, so leasing and expiring need no extra read.
 
 local P = KEYS[1]
 local NOW = tonumber(ARGV[1])
 local CALLER = ARGV[2]
 local META = P .. 'meta'
+local STATE = P .. 's'
+local PAYLOAD = P .. 'p'
+local REASON = P .. 'r'
 local LEASES = P .. 'leases'
 local SEEN = P .. 'seen'
 local ROT = P .. 'rot'
@@ -45,10 +53,22 @@ local DEAD = P .. 'dead'
 local UNASSIGNED = P .. 'u'
 local PER_WORKER = POLICY ~= 'shared'
 
-local function member_id(m) return string.sub(m, 33) end
-local function tkey(id) return P .. 't:' .. id end
+local function member_id(m) return string.sub(m, 41) end
+local function member_d(m) return tonumber(string.sub(m, 33, 40)) end
+local function with_d(m, d) return string.sub(m, 1, 32) .. string.format('%08d', d) .. string.sub(m, 41) end
 local function seq_order(a, b)
   return tonumber(string.sub(a, 17, 32)) < tonumber(string.sub(b, 17, 32))
+end
+
+-- A task's state: ST in R|L|A|D, E the lease expiry (0 unless leased), W the
+-- queue owner (READY) or lease holder (LEASED), M its current member.
+local function pack(st, e, w, m)
+  return st .. ' ' .. string.format('%d', e) .. ' ' .. #w .. ' ' .. w .. m
+end
+local function unpack_state(v)
+  local st, e, wl, rest = string.match(v, '^(%u) (%-?%d+) (%d+) (.*)$')
+  wl = tonumber(wl)
+  return st, tonumber(e), string.sub(rest, 1, wl), string.sub(rest, wl + 1)
 end
 
 local function qkey(w)
@@ -57,9 +77,27 @@ local function qkey(w)
   return P .. 'q:' .. w
 end
 
+-- Many-argument commands, in chunks that unpack() can take.
+local function bulk(cmd, key, items)
+  for i = 1, #items, 4000 do
+    redis.call(cmd, key, unpack(items, i, math.min(#items, i + 3999)))
+  end
+end
+
+-- HMGET of many fields, chunked the same way; returns one list.
+local function hmget(key, fields)
+  local out = {}
+  for i = 1, #fields, 4000 do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(#fields, i + 3999)))
+    for _, v in ipairs(part) do out[#out + 1] = v end
+  end
+  return out
+end
+
 -- Reasons are codes; redis.py turns them into base.py's sentences.
-local function die(id, reason)
-  redis.call('HSET', tkey(id), 'st', 'D', 'r', reason, 'e', '')
+local function die(id, m, reason)
+  redis.call('HSET', STATE, id, pack('D', 0, '', m))
+  redis.call('HSET', REASON, id, reason)
   redis.call('RPUSH', DEAD, id)
 end
 
@@ -102,11 +140,11 @@ local function pick()
   return nil
 end
 
--- Put a READY task (queue member m) in the queue of the next live worker.
+-- Put a READY task (member m) in the queue of the next live worker.
 place = function(m)
   local w = pick() or ''
   redis.call('ZADD', qkey(w), 0, m)
-  redis.call('HSET', tkey(member_id(m)), 'st', 'R', 'w', w)
+  redis.call('HSET', STATE, member_id(m), pack('R', 0, w, m))
 end
 
 -- Step 3: READY tasks that are unassigned or in a non-live worker's queue are
@@ -171,16 +209,17 @@ local function prelude()
   local ended = redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW)
   if #ended > 0 then
     table.sort(ended, seq_order)
+    bulk('ZREM', LEASES, ended)
     for _, m in ipairs(ended) do
-      redis.call('ZREM', LEASES, m)
       local id = member_id(m)
-      local f = redis.call('HMGET', tkey(id), 'd', 'w')
-      if tonumber(f[1]) >= MAXD then
-        die(id, 'x' .. f[1])
+      local d = member_d(m)
+      if d >= MAXD then
+        die(id, m, 'x' .. d)
       else
-        redis.call('HSET', tkey(id), 'st', 'R', 'e', '')
-        redis.call('ZADD', qkey(f[2]), 0, m)
-        holders[f[2]] = true
+        local _, _, w = unpack_state(redis.call('HGET', STATE, id))
+        redis.call('HSET', STATE, id, pack('R', 0, w, m))
+        redis.call('ZADD', qkey(w), 0, m)
+        holders[w] = true
       end
     end
   end
@@ -190,43 +229,48 @@ end
 
 --@section fetch
 
--- The task's fields {st, w, e, m, d} when `worker` holds an unexpired lease on
--- it; otherwise nil and the fields (for the error message).
-local function held(id, worker)
-  local f = redis.call('HMGET', tkey(id), 'st', 'w', 'e', 'm', 'd')
-  if f[1] ~= 'L' or f[2] ~= worker or not (NOW < tonumber(f[3])) then return nil, f end
-  return f, f
-end
-
--- ZADD/ZREM with many members at once, in chunks that unpack() can take.
-local function bulk(cmd, key, items)
-  for i = 1, #items, 4000 do
-    redis.call(cmd, key, unpack(items, i, math.min(#items, i + 3999)))
+-- The states of `ids` (ARGV positions first..last) when `worker` holds an
+-- unexpired lease on every one: a list of members; otherwise nil and the first
+-- refused id with its state letter and holder (for the error message).
+local function held(first, last, worker)
+  local ids = {}
+  for i = first, last do ids[#ids + 1] = ARGV[i] end
+  local members = {}
+  if #ids == 0 then return members, ids end
+  local states = hmget(STATE, ids)
+  for k = 1, #ids do
+    local v = states[k]
+    if not v then return nil, ids[k], false, false end
+    local st, e, w, m = unpack_state(v)
+    if st ~= 'L' or w ~= worker or not (NOW < e) then return nil, ids[k], st, w end
+    members[k] = m
   end
+  return members, ids
 end
 
 -- Lease up to n best READY tasks of queue q to `worker`, appending one JSON
--- text per delivery to rows: [member, deliveries, expiry, payload] (the payload
--- is JSON already, so it is embedded as is; redis.py decodes all rows at once).
+-- text per delivery to rows: [member, expiry, payload] (the payload is JSON
+-- already, so it is embedded as is; redis.py decodes all rows at once).
 -- Returns how many were leased.
 local function lease_from(q, worker, n, rows)
   local top = redis.call('ZPOPMIN', q, n)
   if #top == 0 then return 0 end
   local expiry = NOW + LEASE
-  local scored = {}
-  for i = 1, #top, 2 do
-    local m = top[i]
-    local tk = tkey(member_id(m))
-    local f = redis.call('HMGET', tk, 'p', 'd')
-    local d = tonumber(f[2]) + 1
-    redis.call('HSET', tk, 'st', 'L', 'w', worker, 'e', expiry, 'd', d)
+  local ids, states, scored = {}, {}, {}
+  for i = 1, #top, 2 do ids[#ids + 1] = member_id(top[i]) end
+  local payloads = hmget(PAYLOAD, ids)
+  for k, id in ipairs(ids) do
+    local m = with_d(top[2 * k - 1], member_d(top[2 * k - 1]) + 1)
+    states[#states + 1] = id
+    states[#states + 1] = pack('L', expiry, worker, m)
     scored[#scored + 1] = expiry
     scored[#scored + 1] = m
-    rows[#rows + 1] = '[' .. cjson.encode(m) .. ',' .. d .. ',' .. string.format('%d', expiry)
-      .. ',' .. f[1] .. ']'
+    rows[#rows + 1] = '[' .. cjson.encode(m) .. ',' .. string.format('%d', expiry) .. ','
+      .. payloads[k] .. ']'
   end
+  bulk('HSET', STATE, states)
   bulk('ZADD', LEASES, scored)
-  return #top / 2
+  return #ids
 end
 
 -- n fetches by `worker` after the prelude, as n calls at this instant would do:

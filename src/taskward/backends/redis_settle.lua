@@ -6,44 +6,53 @@
 -- ARGV[4]: n, how many tasks to fetch afterwards
 -- ARGV[5..]: the task ids to settle
 -- Keys touched (P = KEYS[1]): the prelude's (P.."seen", P.."rot", P.."leases",
---   P.."t:"..id of expired tasks, queues, P.."u", P.."dead", P.."meta" swept/cur),
---   P.."t:"..id of settled and fetched tasks, P.."leases", P.."dead", the caller's queue and (work stealing) the victim's queue.
+--   P.."s", P.."r", P.."dead", queues, P.."u", P.."meta" swept/cur), then
+--   P.."s" (HMGET, HSET), P.."p" (HDEL on ack, HMGET on fetch), P.."leases",
+--   P.."r" and P.."dead" (dead-lettering), the caller's queue and (work
+--   stealing) the victim's queue.
 -- Returns {'ok', new_expiry_or_0, rows} with rows a JSON array of
---   [member, deliveries, expiry, payload],
---   or {'notleased', id, state, holder} (only the prelude ran).
+--   [member, expiry, payload], or {'notleased', id, state, holder} (only the
+--   prelude ran).
 prelude()
 local action = ARGV[3]
 local n = tonumber(ARGV[4])
-local fields = {}
-for i = 5, #ARGV do
-  local f, raw = held(ARGV[i], CALLER)
-  if f == nil then return {'notleased', ARGV[i], raw[1], raw[2]} end
-  fields[i] = f
-end
+local members, ids, st, holder = held(5, #ARGV, CALLER)
+if members == nil then return {'notleased', ids, st, holder} end
 local expiry = 0
-local ended = {}
-for i = 5, #ARGV do
-  local id, f = ARGV[i], fields[i]
-  local tk, m = tkey(id), f[4]
-  if action == 'extend' then
-    expiry = NOW + LEASE
-    redis.call('HSET', tk, 'e', expiry)
-    redis.call('ZADD', LEASES, expiry, m)
-  else
-    ended[#ended + 1] = m
-    if action == 'ack' then
-      redis.call('HSET', tk, 'st', 'A', 'e', '', 'p', '')  -- the payload is not needed any more
-    elseif action == 'requeue' and tonumber(f[5]) < MAXD then
-      redis.call('HSET', tk, 'st', 'R', 'e', '')
+if action == 'extend' then
+  expiry = NOW + LEASE
+  local states, scored = {}, {}
+  for k, m in ipairs(members) do
+    states[#states + 1] = ids[k]
+    states[#states + 1] = pack('L', expiry, CALLER, m)
+    scored[#scored + 1] = expiry
+    scored[#scored + 1] = m
+  end
+  bulk('HSET', STATE, states)
+  bulk('ZADD', LEASES, scored)
+elseif action == 'ack' then
+  local states = {}
+  for k = 1, #members do
+    states[#states + 1] = ids[k]
+    states[#states + 1] = 'A 0 0 '
+  end
+  bulk('HSET', STATE, states)
+  bulk('HDEL', PAYLOAD, ids)  -- an acked task keeps only its id (idempotency key)
+  bulk('ZREM', LEASES, members)
+elseif #members > 0 then
+  bulk('ZREM', LEASES, members)
+  for k, m in ipairs(members) do
+    local d = member_d(m)
+    if action == 'requeue' and d < MAXD then
+      redis.call('HSET', STATE, ids[k], pack('R', 0, CALLER, m))
       redis.call('ZADD', qkey(CALLER), 0, m)
     elseif action == 'requeue' then
-      die(id, 'n' .. f[5])
+      die(ids[k], m, 'n' .. d)
     else
-      die(id, 'k' .. f[5])
+      die(ids[k], m, 'k' .. d)
     end
   end
 end
-bulk('ZREM', LEASES, ended)
 local rows = {}
 if n > 0 then rows = fetch_n(CALLER, n) end
 return {'ok', expiry, '[' .. table.concat(rows, ',') .. ']'}

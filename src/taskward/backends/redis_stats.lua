@@ -2,7 +2,7 @@
 -- running it (expired leases are counted as READY or DEAD, not changed).
 -- Keys read (P = KEYS[1]): P.."meta" (seq), P.."dead", P.."leases", the READY
 --   queues (P.."q", or P.."q:"..w for every w in P.."rot" and P.."u"),
---   P.."t:"..id (field d) of expired leases, P.."seen", P.."lease", P.."epoch".
+--   P.."seen", P.."lease", P.."epoch".
 -- ACKED is what remains: every published task is in exactly one state.
 -- Returns {ready, leased, acked, dead, workers_live, leader or false, epoch}.
 local published = tonumber(redis.call('HGET', META, 'seq') or '0')
@@ -17,7 +17,7 @@ local dead = redis.call('LLEN', DEAD)
 local leased = redis.call('ZCARD', LEASES)
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', NOW)) do
   leased = leased - 1
-  if tonumber(redis.call('HGET', tkey(member_id(m)), 'd')) >= MAXD then
+  if member_d(m) >= MAXD then
     dead = dead + 1
   else
     ready = ready + 1
