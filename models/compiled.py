@@ -106,10 +106,10 @@ class Node:
     def __ge__(self, x: Val) -> Val:
         return self.b.compare(">=", self, x)
 
-    def __eq__(self, x: object) -> Val:  # type: ignore[override]
+    def __eq__(self, x: object) -> Val:
         return self.b.compare("==", self, x)
 
-    def __ne__(self, x: object) -> Val:  # type: ignore[override]
+    def __ne__(self, x: object) -> Val:
         return self.b.compare("!=", self, x)
 
 
@@ -555,3 +555,165 @@ def compile_model(m: Model) -> Model:
         return m
     actions = tuple(_compile_action(m, a) for a in m.actions)
     return dataclasses.replace(m, actions=actions, extra={**m.extra, "compiled_from": m})
+
+
+# ------------------------------------------------- one successor function per model
+
+StepCheck = tuple[Any, Callable[..., Any]]
+"""``(key, pred)``: a transition predicate ``pred(o, m, pre, mid, post, args, result)``."""
+StateCheck = tuple[Any, Callable[..., Any]]
+"""``(key, pred)``: a state predicate ``pred(o, m, s)``."""
+FusedSucc = tuple[str, tuple[int, ...], V, State, bool]
+"""As :data:`Succ`, plus whether every step check of the action holds on this edge."""
+
+
+def _trace_check(m: Model, key: Any, what: str, fn: Callable[..., Any], *args: Any) -> Val:
+    try:
+        return fn(*args)
+    except TraceError as e:
+        raise TraceError(f"model {m.name}: the check {getattr(key, 'id', key)} on {what} "
+                         f"cannot be compiled: {e}") from None
+
+
+def _step_ok(m: Model, t: Traced, s: tuple[Node, ...], o: TracingOps,
+             checks: Sequence[StepCheck]) -> Val:
+    """All step predicates of the instance's action, over its own traced pre/mid/post."""
+    mid = tuple(t.prelude) if t.prelude is not None else s
+    post = tuple(t.post)
+    vals = [_trace_check(m, key, f"{t.action.name}{t.args}", pred,
+                         o, m, s, mid, post, t.args, t.result)
+            for key, pred in checks]
+    return o.and_(*vals)
+
+
+class _Block:
+    """Source lines at an indentation level, for the nested guard/filter blocks."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+
+def _group_by_guard(traced: list[Traced]) -> list[list[int]]:
+    """Instance indices sharing one guard expression (hash-consed, so by identity)."""
+    groups: dict[Any, list[int]] = {}
+    for k, t in enumerate(traced):
+        gkey = t.guard.id if isinstance(t.guard, Node) else ("const", bool(t.guard))
+        groups.setdefault(gkey, []).append(k)
+    return [g for g in groups.values() if not _is_const(traced[g[0]].guard)
+            or bool(traced[g[0]].guard)]
+
+
+def _successors_src(m: Model, traced: list[Traced], oks: list[Val]) -> str:
+    """``def successors(s)``: guards as nested ``if`` blocks, shared values computed once.
+
+    Scopes: 0 is the body, then one per guard group, then one per instance
+    (its filter). Results go to ``r<k>`` so the list keeps the instances' order."""
+    groups = _group_by_guard(traced)
+    parent, roots = [0], []
+    inst_scope: dict[int, int] = {}
+    for g in groups:
+        gs = len(parent)
+        parent.append(0)
+        roots.append((traced[g[0]].guard, 0))
+        for k in g:
+            inst_scope[k] = len(parent)
+            parent.append(gs)
+            t = traced[k]
+            roots += [(t.prune, gs), (t.result, inst_scope[k]), (oks[k], inst_scope[k])]
+            roots += [(v, inst_scope[k]) for v in t.post]
+    pl = _Placement(parent, roots, unpack=True)
+    out = _Block()
+    out.add(1, _unpack_src(m.layout.size))
+    out.lines += ["    " + x for x in pl.stmts[0]]
+    live: list[int] = []
+    for g in groups:
+        _group_src(out, pl, traced, oks, g, inst_scope, live)
+    live.sort()
+    out.add(1, "return [r for r in " + _tuple_src([f"r{k}" for k in live]) + " if r is not None]"
+            if live else "return []")
+    return "def successors(s):\n" + "\n".join(out.lines) + "\n"
+
+
+def _group_src(out: _Block, pl: _Placement, traced: list[Traced], oks: list[Val],
+               g: list[int], inst_scope: dict[int, int], live: list[int]) -> None:
+    guard = traced[g[0]].guard
+    gs = pl.parent[inst_scope[g[0]]]
+    ind = 1
+    if not _is_const(guard):
+        out.add(1, f"if {pl.expr(guard)}:")
+        ind = 2
+    out.lines += ["    " * ind + x for x in pl.stmts[gs]]
+    members = []
+    for k in g:
+        t = traced[k]
+        if _is_const(t.prune) and not t.prune:
+            continue
+        members.append(k)
+        j = ind
+        if not _is_const(t.prune):
+            out.add(ind, f"if {pl.expr(t.prune)}:")
+            j = ind + 1
+        out.lines += ["    " * j + x for x in pl.stmts[inst_scope[k]]]
+        post = _tuple_src([pl.expr(v) for v in t.post])
+        out.add(j, f"r{k} = ({t.action.name!r}, {t.args!r}, {pl.expr(t.result)}, {post}, "
+                   f"{pl.expr(oks[k])})")
+        if not _is_const(t.prune):
+            out.add(ind, "else:")
+            out.add(ind + 1, f"r{k} = None")
+    if members and not _is_const(guard):
+        out.add(1, "else:")
+        out.add(2, " = ".join(f"r{k}" for k in members) + " = None")
+    live += members
+
+
+def _checks_id(checks: Sequence[StepCheck] | Sequence[StateCheck]) -> tuple[str, ...]:
+    return tuple(f"{getattr(k, 'id', k)}:{_code_id(p)}" for k, p in checks)
+
+
+_SUCC_CACHE: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def successors_fn(m: Model, step_checks: dict[str, list[StepCheck]] | None = None
+                  ) -> Callable[[State], list[FusedSucc]]:
+    """One generated function: every enabled transition of a state, in instance order.
+
+    ``successors(s)`` returns ``(name, args, result, post, ok)`` for every
+    instance whose guard (and explorer filter) holds, exactly as the loop
+    ``for a, args in m.instances(): if m.enabled(s, a, args, prune=True): ...``
+    would, with ``post`` not canonicalised. ``ok`` is whether every predicate
+    in ``step_checks[action name]`` holds on that edge (traced inline, so it
+    costs almost nothing); on ``False`` the caller re-runs its own checks to
+    report the violation. Work shared between instances (a worker's prelude,
+    say) is computed once per state, under the guard that needs it."""
+    step_checks = step_checks or {}
+    key = (*(_cache_key(m, a, ()) or (id(m),) for a in m.actions),
+           *((n, _checks_id(c)) for n, c in sorted(step_checks.items())))
+    fn = _SUCC_CACHE.get(key)
+    if fn is None:
+        b = Builder()
+        o, s = TracingOps(b), b.slots(m.layout.size)
+        traced = [trace_instance(m, a, args, b) for a, args in m.instances()]
+        oks = [_step_ok(m, t, s, o, step_checks.get(t.action.name, [])) for t in traced]
+        src = _successors_src(m, traced, oks)
+        fn = _SUCC_CACHE[key] = _exec(src, "successors", f"<compiled {m.name} successors>")
+    return fn
+
+
+def state_check_fn(m: Model, checks: Sequence[StateCheck]) -> Callable[[State], bool]:
+    """One generated function: do all the state predicates hold on ``s``?
+
+    A fast filter: on ``False`` the caller evaluates its predicates one by one
+    to report which failed."""
+    preds = [(k, p) for k, p in checks if p is not None]
+    key = (*(_cache_key(m, a, ()) or (id(m),) for a in m.actions), "state", _checks_id(preds))
+    fn = _SUCC_CACHE.get(key)
+    if fn is None:
+        b = Builder()
+        o, s = TracingOps(b), b.slots(m.layout.size)
+        ok = o.and_(*[_trace_check(m, k, "a state", p, o, m, s) for k, p in preds])
+        src = _function_src("state_ok", [ok], m.layout.size, lambda xs: xs[0])
+        fn = _SUCC_CACHE[key] = _exec(src, "state_ok", f"<compiled {m.name} state checks>")
+    return fn
