@@ -79,13 +79,12 @@ def run(broker: Any, clock: ManualClock, op: tuple[Any, ...], step: int) -> Any:
         return None  # the clock is shared: advanced once by the caller
     if name == "restart":
         return broker.restart() if isinstance(broker, RedisBroker) else None
-    if name.startswith("ack_and_fetch") and not isinstance(broker, RedisBroker):
-        try:  # the memory backend has no combined call: ack, then fetch
+    if name == "ack_and_fetch_many" and not isinstance(broker, RedisBroker):
+        try:  # the memory backend has no batch form: ack, then fetch
             broker.ack(*args)
         except TaskwardError as exc:
             return ("refused", type(exc).__name__)
-        got = broker.fetch_many(args[0], 2 if name.endswith("many") else 1)
-        return got if name.endswith("many") else (got[0] if got else None)
+        return broker.fetch_many(args[0], 2)
     if name == "ack_and_fetch_many":
         return run(broker, clock, ("_afm", args[0], [args[1]], 2), step)
     if name == "_afm":
