@@ -250,13 +250,14 @@ end
 
 -- Lease up to n best READY tasks of queue q to `worker`, appending one JSON
 -- text per delivery to rows: [member, expiry, payload] (the payload is JSON
--- already, so it is embedded as is; redis.py decodes all rows at once).
--- Returns how many were leased.
-local function lease_from(q, worker, n, rows)
+-- already, so it is embedded as is; redis.py decodes all rows at once), and
+-- the new states (id, state pairs) to `states`, which the caller writes with
+-- one HSET. Returns how many were leased.
+local function lease_from(q, worker, n, rows, states)
   local top = redis.call('ZPOPMIN', q, n)
   if #top == 0 then return 0 end
   local expiry = NOW + LEASE
-  local ids, states, scored = {}, {}, {}
+  local ids, scored = {}, {}
   for i = 1, #top, 2 do ids[#ids + 1] = member_id(top[i]) end
   local payloads = hmget(PAYLOAD, ids)
   for k, id in ipairs(ids) do
@@ -268,7 +269,6 @@ local function lease_from(q, worker, n, rows)
     rows[#rows + 1] = '[' .. cjson.encode(m) .. ',' .. string.format('%d', expiry) .. ','
       .. payloads[k] .. ']'
   end
-  bulk('HSET', STATE, states)
   bulk('ZADD', LEASES, scored)
   return #ids
 end
@@ -276,13 +276,14 @@ end
 -- n fetches by `worker` after the prelude, as n calls at this instant would do:
 -- its own queue first; with work stealing, one task at a time from the peer
 -- with the most READY tasks (recomputed after each steal).
-local function fetch_n(worker, n)
+-- States go to `states` (see lease_from).
+local function fetch_n(worker, n, states)
   local rows = {}
-  local got = lease_from(qkey(worker), worker, n, rows)
+  local got = lease_from(qkey(worker), worker, n, rows, states)
   while got < n and POLICY == 'work_stealing' do
     local v = victim(worker)
     if v == nil then break end
-    got = got + lease_from(qkey(v), worker, 1, rows)
+    got = got + lease_from(qkey(v), worker, 1, rows, states)
   end
   return rows
 end

@@ -19,24 +19,22 @@ local n = tonumber(ARGV[4])
 local members, ids, st, holder = held(5, #ARGV, CALLER)
 if members == nil then return {'notleased', ids, st, holder} end
 local expiry = 0
+local states = {}  -- id, state pairs, written with one HSET at the end
 if action == 'extend' then
   expiry = NOW + LEASE
-  local states, scored = {}, {}
+  local scored = {}
   for k, m in ipairs(members) do
     states[#states + 1] = ids[k]
     states[#states + 1] = pack('L', expiry, CALLER, m)
     scored[#scored + 1] = expiry
     scored[#scored + 1] = m
   end
-  bulk('HSET', STATE, states)
   bulk('ZADD', LEASES, scored)
 elseif action == 'ack' then
-  local states = {}
   for k = 1, #members do
     states[#states + 1] = ids[k]
     states[#states + 1] = 'A 0 0 '
   end
-  bulk('HSET', STATE, states)
   bulk('HDEL', PAYLOAD, ids)  -- an acked task keeps only its id (idempotency key)
   bulk('ZREM', LEASES, members)
 elseif #members > 0 then
@@ -54,5 +52,6 @@ elseif #members > 0 then
   end
 end
 local rows = {}
-if n > 0 then rows = fetch_n(CALLER, n) end
+if n > 0 then rows = fetch_n(CALLER, n, states) end
+bulk('HSET', STATE, states)  -- in order: a later pair for the same id wins, as it would
 return {'ok', expiry, '[' .. table.concat(rows, ',') .. ']'}
