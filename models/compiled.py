@@ -632,7 +632,7 @@ def _successors_src(m: Model, traced: list[Traced], oks: list[Val]) -> str:
     for g in groups:
         _group_src(out, pl, traced, oks, g, inst_scope, live)
     live.sort()
-    out.add(1, "return [r for r in " + _tuple_src([f"r{k}" for k in live]) + " if r is not None]"
+    out.add(1, "return list(filter(None, " + _tuple_src([f"r{k}" for k in live]) + "))"
             if live else "return []")
     return "def successors(s):\n" + "\n".join(out.lines) + "\n"
 
