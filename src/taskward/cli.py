@@ -1,0 +1,132 @@
+"""The ``taskward`` command: verification (verify) and the runtime (worker, stats, publish).
+
+Exit codes everywhere: 0 pass, 1 fail, 2 unknown (or a usage error).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from taskward.check.verdict import EXIT, Result, overall
+from taskward.runtime_cli import publish_command, stats_command, worker_command
+
+STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
+
+
+def console() -> Console:
+    """Tables on stdout; when it is not a terminal (CI logs) use a width that fits a row."""
+    con = Console(highlight=False)
+    return con if con.is_terminal else Console(highlight=False, width=180)
+
+
+def fmt_bound(b: dict[str, Any]) -> str:
+    short = {"workers": "W", "tasks": "T", "priorities": "P", "lease": "lease",
+             "max_deliveries": "maxdel", "worker_timeout": "wto", "nodes": "N",
+             "member_timeout": "mto", "margin": "margin", "max_pause": "pause",
+             "max_drift": "drift", "examples": "examples", "steps_per_example": "steps",
+             "depth": "depth"}
+    return " ".join(f"{short.get(k, k)}={v}" for k, v in b.items() if k != "policy")
+
+
+def fmt_stats(r: Result) -> str:
+    s = r.stats
+    if r.checker == "explorer":
+        return f"{s['states']:,} states, depth {s['depth']}"
+    if r.checker == "hypothesis":
+        return f"{s['examples_run']:,} examples, {s['steps_run']:,} steps"
+    return ", ".join(f"{k}={v}" for k, v in s.items() if k != "seconds")
+
+
+def results_table(rows: list[Result]) -> Table:
+    t = Table(title="taskward verify", show_lines=False)
+    for col in ("invariant", "checker", "model", "verdict", "bound", "states / examples", "time"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.invariant, r.checker, r.model, f"[{STYLE[r.verdict]}]{r.verdict}[/]",
+                  fmt_bound(r.bound), fmt_stats(r), f"{r.stats.get('seconds', 0):.1f}s")
+    return t
+
+
+def print_trace(con: Console, r: Result) -> None:
+    """A counterexample as a numbered list: action, answer, and the state change that matters."""
+    con.print(f"\n[bold]Counterexample for {r.invariant}[/] ({r.checker}, {r.model})"
+              + (f": {r.note}" if r.note else ""))
+    loop_shown = False
+    for st in r.counterexample or []:
+        if st.get("loop") and not loop_shown:
+            con.print("   [dim]-- from here the run repeats forever --[/]")
+            loop_shown = True
+        changes = st.get("changes") or {}
+        delta = ", ".join(f"{k}: {a}->{b}" for k, (a, b) in changes.items())
+        res = f" -> {st['result']}" if "result" in st else ""
+        con.print(f"  {st['i']:>3}. {st['label']}{res}   [dim]{delta}[/]")
+
+
+def write_json(path: str, rows: list[Result]) -> None:
+    doc = {"verdict": overall(rows), "results": [r.to_json() for r in rows]}
+    Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+@click.group()
+@click.version_option(package_name="taskward")
+def main() -> None:
+    """taskward: distributed task execution, and the model that proves it right."""
+
+
+@main.command()
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
+@click.option("--mutant", help="Check a deliberately broken model (expected verdict: fail).")
+@click.option("--list-mutants", is_flag=True, help="List the model mutants and exit.")
+@click.option("--checker", "checkers", multiple=True,
+              type=click.Choice(["explorer", "hypothesis"]),
+              help="Run only these checkers (repeatable). Default: all.")
+def verify(json_path: str | None, mutant: str | None, list_mutants: bool,
+           checkers: tuple[str, ...]) -> None:
+    """Check invariants I1-I9 on the reference model at the default bounds."""
+    from taskward.check import verify as V
+    from taskward.models.mutants import MUTANTS
+
+    con = console()
+    if list_mutants:
+        for name, mu in MUTANTS.items():
+            con.print(f"{name:24s} breaks {','.join(mu.breaks):5s}  {mu.claim}")
+        return
+    chosen = checkers or ("explorer", "hypothesis")
+    start = time.perf_counter()
+    with con.status("starting") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            if not con.is_terminal:
+                con.print(f"[dim]{msg}[/]")
+        try:
+            rows = (V.verify_mutant(mutant, progress, chosen) if mutant
+                    else V.verify_correct(V.DEFAULT, progress, chosen))
+        except KeyError as e:
+            con.print(f"[red]error:[/] {e.args[0]}")
+            sys.exit(2)
+    con.print(results_table(rows))
+    cex = V.first_counterexample(rows)
+    if cex is not None:
+        print_trace(con, cex)
+    verdict = overall(rows)
+    con.print(f"\nverdict: [{STYLE[verdict]}]{verdict}[/] ({len(rows)} checks, "
+              f"{time.perf_counter() - start:.1f}s)")
+    if json_path:
+        write_json(json_path, rows)
+    sys.exit(EXIT[verdict])
+
+
+main.add_command(worker_command)
+main.add_command(stats_command)
+main.add_command(publish_command)
+
+if __name__ == "__main__":
+    main()
