@@ -235,7 +235,8 @@ class RedisBroker(BrokerBackend):
 
         Script calls go straight through it, skipping the pool checkout and the
         retry and instrumentation wrappers of ``execute_command``: on a busy
-        machine they cost as much as the round trip itself.
+        machine they cost as much as the round trip itself. The connection stays
+        checked out for the broker's lifetime; ``close()`` closes it with the pool.
         """
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
