@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -153,3 +154,30 @@ def test_redis_restarted_broker_object_sees_the_same_state(make_broker: BrokerFa
     broker.restart()
     broker.ack("w1", got.task_id)
     assert broker.stats().acked == 1
+
+
+def test_redis_threads_sharing_one_broker_drain_each_task_once(
+    redis_server: RedisServer, namespace: str,
+) -> None:
+    broker = system_broker(redis_server.url(namespace))
+    try:
+        ids = broker.publish_many(list(range(600)), task_ids=[f"t{i}" for i in range(600)])
+        done: list[list[tuple[str, int]]] = [[] for _ in range(4)]
+
+        def drain(slot: int) -> None:
+            got = broker.fetch(f"thread-{slot}")
+            while got is not None:
+                done[slot].append((got.task_id, got.deliveries))
+                got = broker.ack_and_fetch(f"thread-{slot}", got.task_id)
+
+        threads = [threading.Thread(target=drain, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        flat = [item for part in done for item in part]
+        assert sorted(task_id for task_id, _ in flat) == sorted(ids)
+        assert {deliveries for _, deliveries in flat} == {1}
+        assert broker.stats().acked == 600
+    finally:
+        broker.close()
