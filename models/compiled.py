@@ -462,12 +462,34 @@ class _Instance:
 _CACHE: dict[tuple[Any, ...], _Instance] = {}
 
 
-def _code_id(f: Callable[..., Any] | None) -> str:
-    """Which code an action part runs (a mutant's override differs from the original)."""
+def _code_id(f: Callable[..., Any] | None) -> tuple[Any, ...]:
+    """Which code an action part runs, as far as it decides what the part computes.
+
+    The code object itself (a mutant's override differs from the original),
+    the class of the bound instance (a subclass may override a helper the
+    method calls) and the plain values a closure captured (``lag("paused")``
+    versus ``lag("drift")``); anything else a closure holds is derived from
+    the configuration, which is part of the key too."""
     if f is None:
-        return ""
+        return ()
     fn = getattr(f, "__func__", f)
-    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    owner = getattr(f, "__self__", None)
+    cells = tuple(_cell_key(c) for c in getattr(fn, "__closure__", None) or ())
+    return (getattr(fn, "__code__", None) or id(fn), _qualname(type(owner)), cells)
+
+
+def _qualname(t: type) -> str:
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _cell_key(cell: Any) -> Any:
+    try:
+        v = cell.cell_contents
+    except ValueError:
+        return None
+    if v is None or isinstance(v, bool | int | str | float):
+        return (type(v).__name__, v)
+    return _qualname(type(v))
 
 
 def _cache_key(m: Model, a: Action, args: tuple[int, ...]) -> tuple[Any, ...] | None:
@@ -669,8 +691,8 @@ def _group_src(out: _Block, pl: _Placement, traced: list[Traced], oks: list[Val]
     live += members
 
 
-def _checks_id(checks: Sequence[StepCheck] | Sequence[StateCheck]) -> tuple[str, ...]:
-    return tuple(f"{getattr(k, 'id', k)}:{_code_id(p)}" for k, p in checks)
+def _checks_id(checks: Sequence[StepCheck] | Sequence[StateCheck]) -> tuple[Any, ...]:
+    return tuple((str(getattr(k, "id", k)), _code_id(p)) for k, p in checks)
 
 
 _SUCC_CACHE: dict[tuple[Any, ...], Callable[..., Any]] = {}

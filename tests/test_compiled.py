@@ -238,3 +238,25 @@ def test_non_concrete_ops_run_the_original_code() -> None:
 
     post, _ = cm.action("fetch").effect(Recording(), m.init, 0)
     assert calls and post == m.action("fetch").effect(CONCRETE, m.init, 0)[0]
+
+
+class AnyoneHolds(B.Broker):
+    """Overrides only a helper that ack/nack/extend call: their own code is unchanged."""
+
+    def holds(self, o: Ops, w: Writer, worker: int, t: int) -> V:
+        return o.and_(w.get("st", t) == B.LEASED, w.get("exp", t) > 0)
+
+
+def test_the_cache_tells_an_overridden_helper_apart() -> None:
+    """Same name, configuration and method code, no mutant label: still not the cached model."""
+    c = B.BrokerConfig(policy="shared", **SMALL_BROKER)
+    plain = compile_model(B.build(c))
+    impl = AnyoneHolds(c)
+    m = Model("broker[shared]", impl.L, B.initial(c, impl.L), impl.actions(), c)
+    cm = compile_model(m)
+    s = m.init
+    for name, args in [("publish", (0,)), ("fetch", (0,))]:
+        s = m.apply(s, name, args).post
+    assert m.action("ack").effect(CONCRETE, s, 1, 0)[1] == 1, "worker 1 acks worker 0's task"
+    assert cm.action("ack").effect(CONCRETE, s, 1, 0)[1] == 1
+    assert plain.action("ack").effect(CONCRETE, s, 1, 0)[1] == 0
