@@ -426,10 +426,19 @@ def test_redis_bad_input_is_refused_and_changes_nothing(
     assert got is not None and got.seq == 2
 
 
-def test_redis_a_namespace_keeps_its_policy(make_broker: BrokerFactory) -> None:
-    make_broker(policy="shared")
-    with pytest.raises(ConfigError, match="policy 'shared'"):
-        make_broker(policy="round_robin")
+def test_redis_clients_of_different_policies_share_a_namespace(
+    make_broker: BrokerFactory,
+) -> None:
+    clock = ManualClock()
+    workers = make_broker(policy="round_robin", clock=clock)
+    publisher = make_broker(policy="shared", clock=clock)  # e.g. `taskward publish`
+    publisher.publish_many([1, 2, 3], task_ids=["t1", "t2", "t3"])
+    # the round-robin client assigns the shared queue's tasks at its next call
+    assert fetch_ids(workers, "w2", 2) == ["t2", None]
+    assert fetch_ids(workers, "w1", 1) == ["t1"]
+    workers.publish("t4", task_id="t4")  # cursor: w1 (t1), w2 (t2), w3 (t3), then w1
+    late = make_broker(policy="shared", clock=clock)  # takes READY tasks back, as SQLite does
+    assert fetch_ids(late, "anyone", 3) == ["t3", "t4", None]
 
 
 def test_redis_restart_reconnects_and_keeps_every_task(make_broker: BrokerFactory) -> None:

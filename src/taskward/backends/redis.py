@@ -195,19 +195,13 @@ class RedisBroker(BrokerBackend):
         self._scripts = {name: self._client.register_script(text)
                          for name, text in self._texts.items()}
         try:
-            found = self._broker("init", "", *self.config.workers)
+            self._broker("init", "", *self.config.workers)
         except TypeError as exc:  # redis-py builds connections lazily from the URL options
             self.close()
             raise ConfigError(
                 f"bad option in Redis URL {_redacted(self._url)!r}: {exc}; see redis-py's "
                 "from_url for the accepted query options (ssl_* only with rediss://)"
             ) from None
-        if found[0] == "policy":
-            self.close()
-            raise ConfigError(
-                f"namespace {self.namespace!r} on {_redacted(self._url)} is used with policy "
-                f"{found[1]!r}; connect with that policy or choose another namespace"
-            )
 
     def restart(self) -> None:
         """Drop the connection and reconnect: all broker state lives in Redis.

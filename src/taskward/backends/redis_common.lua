@@ -17,13 +17,13 @@
 --
 -- Keys (P = KEYS[1]):
 --   P.."meta"     hash   seq (last seq), cur (round-robin cursor), swept
---                        (liveness watermark), policy
+--                        (liveness watermark)
 --   P.."s"        hash   task id -> packed state "ST E WLEN W M" (see pack)
 --   P.."p"        hash   task id -> payload JSON (dropped when the task is acked)
 --   P.."r"        hash   task id -> dead-letter reason code
---   P.."q"        zset   shared policy: the READY queue
+--   P.."u"        zset   READY tasks in no worker's queue: the shared queue, and
+--                        under per-worker policies the unassigned tasks
 --   P.."q:"..w    zset   per-worker policies: worker w's READY queue
---   P.."u"        zset   per-worker policies: READY tasks with no live worker
 --   P.."leases"   zset   leased tasks scored by lease expiry
 --   P.."seen"     zset   worker -> last call (ms)
 --   P.."rot"      list   round-robin rotation order
@@ -72,8 +72,7 @@ local function unpack_state(v)
 end
 
 local function qkey(w)
-  if not PER_WORKER then return P .. 'q' end
-  if w == nil or w == '' then return UNASSIGNED end
+  if not PER_WORKER or w == nil or w == '' then return UNASSIGNED end
   return P .. 'q:' .. w
 end
 

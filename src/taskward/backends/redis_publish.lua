@@ -3,7 +3,8 @@
 -- Keys touched (P = KEYS[1]): the prelude's (P.."seen", P.."rot", P.."leases",
 --   P.."s", P.."r", P.."dead", queues, P.."u", P.."meta" swept/cur), then
 --   P.."s" (HMGET: is any id known?, HSET: the new states), P.."meta" (seq, cur),
---   P.."p" (HSET payloads), the target queue P.."q" / P.."q:"..worker / P.."u".
+--   P.."p" (HSET payloads), the target queue P.."u" (shared, unassigned) or
+--   P.."q:"..worker.
 -- Returns {'ok', first_seq} or {'dup', task_id} (only the prelude ran).
 prelude()
 local n = (#ARGV - 2) / 3
@@ -33,5 +34,5 @@ for i = 1, n do
 end
 bulk('HSET', PAYLOAD, payloads)
 bulk('HSET', STATE, states)
-bulk('ZADD', P .. 'q', queued)
+bulk('ZADD', UNASSIGNED, queued)
 return {'ok', first}

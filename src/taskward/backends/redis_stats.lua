@@ -1,7 +1,7 @@
 -- stats: read only. Counts as the prelude would leave them at `now`, without
 -- running it (expired leases are counted as READY or DEAD, not changed).
 -- Keys read (P = KEYS[1]): P.."meta" (seq), P.."dead", P.."leases", the READY
---   queues (P.."q", or P.."q:"..w for every w in P.."rot" and P.."u"),
+--   queues (P.."u", and P.."q:"..w for every w in P.."rot"),
 --   P.."seen", P.."lease", P.."epoch".
 -- ACKED is what remains: every published task is in exactly one state.
 -- Returns {ready, leased, acked, dead, workers_live, leader or false, epoch}.
