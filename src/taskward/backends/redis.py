@@ -202,6 +202,9 @@ class RedisBroker(BrokerBackend):
                 f"bad option in Redis URL {_redacted(self._url)!r}: {exc}; see redis-py's "
                 "from_url for the accepted query options (ssl_* only with rediss://)"
             ) from None
+        except BaseException:
+            self.close()  # unreachable server, wrong password...: release the sockets
+            raise
 
     def restart(self) -> None:
         """Drop the connection and reconnect: all broker state lives in Redis.
