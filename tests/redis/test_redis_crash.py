@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import BrokerFactory, RedisServer
+from redis_server_fixture import BrokerFactory, RedisServer
 
 from taskward.api import BrokerConfig, IndefiniteError, SystemClock
 from taskward.backends.redis import RedisBroker

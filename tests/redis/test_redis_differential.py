@@ -13,9 +13,9 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import RedisServer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from redis_server_fixture import RedisServer
 
 from taskward.api import BrokerConfig, Delivery, ManualClock, TaskwardError
 from taskward.backends.redis import RedisBroker

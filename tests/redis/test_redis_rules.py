@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import BrokerFactory, RedisServer
+from redis_server_fixture import BrokerFactory, RedisServer
 
 from taskward.api import (
     ConfigError,

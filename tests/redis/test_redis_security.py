@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_PASSWORD, BrokerFactory, RedisServer, _free_port
+from redis_server_fixture import ADMIN_PASSWORD, BrokerFactory, RedisServer, free_port
 
 from taskward.api import BrokerConfig, ConfigError, IndefiniteError, ManualClock
 from taskward.backends.redis import RedisBroker, split_url
@@ -90,7 +90,7 @@ def test_redis_namespace_query_parameter_and_url_checks() -> None:
 def test_redis_unreachable_server_is_an_indefinite_error() -> None:
     config = BrokerConfig(clock=ManualClock())
     with pytest.raises(IndefiniteError):
-        RedisBroker(f"redis://127.0.0.1:{_free_port()}/0", config)
+        RedisBroker(f"redis://127.0.0.1:{free_port()}/0", config)
 
 
 # --------------------------------------------------------------------------- TLS
