@@ -188,8 +188,24 @@ def _check_step(m: Model, g: _Graph, i: int, s: State, name: str, args: tuple[in
             mid = m.mid(s, name, args)
         if not pred(CONCRETE, m, s, mid, post, args, result):
             cex = trace(m, g.path(i), g, inv.id)
-            cex.steps += _concrete_steps(m, cex_end(m, g.path(i), g), [(name, args, int(result))])
+            end = cex_end(m, g.path(i), g)
+            cex.steps += _concrete_steps(m, end, [_violating_instance(m, end, name, pred)])
             res.violations[inv.id] = cex
+
+
+def _violating_instance(m: Model, s: State, name: str, pred: Any
+                        ) -> tuple[str, tuple[int, ...], int]:
+    """The instance of ``name`` that breaks ``pred`` from the concrete state ``s``.
+
+    Symmetry reduction may have relabelled workers on the way, so the
+    arguments seen on the canonical state need not be the concrete ones."""
+    a = m.action(name)
+    for args in a.instances():
+        if a.guard(CONCRETE, s, *args):
+            post, r = a.effect(CONCRETE, s, *args)
+            if not pred(CONCRETE, m, s, m.mid(s, name, args), post, args, r):
+                return name, args, int(r)
+    raise AssertionError(f"no instance of {name} breaks the invariant on replay")
 
 
 def cex_end(m: Model, path: list[int], g: _Graph) -> State:
