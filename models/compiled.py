@@ -589,20 +589,26 @@ FusedSucc = tuple[str, tuple[int, ...], V, State, bool]
 """As :data:`Succ`, plus whether every step check of the action holds on this edge."""
 
 
-def _trace_check(m: Model, key: Any, what: str, fn: Callable[..., Any], *args: Any) -> Val:
+def _trace_check(untraced: list[str], key: Any, what: str, fn: Callable[..., Any],
+                 *args: Any) -> Val:
+    """A check's traced value; one that cannot be traced counts as failing.
+
+    The caller re-evaluates its own predicates whenever the compiled verdict
+    is ``False``, so an untraceable check (Python ``if`` on a value) only costs
+    speed, never a wrong verdict; it is listed in the function's ``untraced``."""
     try:
         return fn(*args)
     except TraceError as e:
-        raise TraceError(f"model {m.name}: the check {getattr(key, 'id', key)} on {what} "
-                         f"cannot be compiled: {e}") from None
+        untraced.append(f"{getattr(key, 'id', key)} on {what}: {e}")
+        return False
 
 
 def _step_ok(m: Model, t: Traced, s: tuple[Node, ...], o: TracingOps,
-             checks: Sequence[StepCheck]) -> Val:
+             checks: Sequence[StepCheck], untraced: list[str]) -> Val:
     """All step predicates of the instance's action, over its own traced pre/mid/post."""
     mid = tuple(t.prelude) if t.prelude is not None else s
     post = tuple(t.post)
-    vals = [_trace_check(m, key, f"{t.action.name}{t.args}", pred,
+    vals = [_trace_check(untraced, key, f"{t.action.name}{t.args}", pred,
                          o, m, s, mid, post, t.args, t.result)
             for key, pred in checks]
     return o.and_(*vals)
@@ -709,7 +715,11 @@ def successors_fn(m: Model, step_checks: dict[str, list[StepCheck]] | None = Non
     in ``step_checks[action name]`` holds on that edge (traced inline, so it
     costs almost nothing); on ``False`` the caller re-runs its own checks to
     report the violation. Work shared between instances (a worker's prelude,
-    say) is computed once per state, under the guard that needs it."""
+    say) is computed once per state, under the guard that needs it.
+
+    The model's actions must trace (else :class:`TraceError` naming the
+    action); a check that does not is compiled as always ``False``, which
+    leaves its verdict to the caller's own evaluation on every edge."""
     step_checks = step_checks or {}
     key = (*(_cache_key(m, a, ()) or (id(m),) for a in m.actions),
            *((n, _checks_id(c)) for n, c in sorted(step_checks.items())))
@@ -718,9 +728,12 @@ def successors_fn(m: Model, step_checks: dict[str, list[StepCheck]] | None = Non
         b = Builder()
         o, s = TracingOps(b), b.slots(m.layout.size)
         traced = [trace_instance(m, a, args, b) for a, args in m.instances()]
-        oks = [_step_ok(m, t, s, o, step_checks.get(t.action.name, [])) for t in traced]
+        untraced: list[str] = []
+        oks = [_step_ok(m, t, s, o, step_checks.get(t.action.name, []), untraced)
+               for t in traced]
         src = _successors_src(m, traced, oks)
         fn = _SUCC_CACHE[key] = _exec(src, "successors", f"<compiled {m.name} successors>")
+        fn.untraced = tuple(untraced)  # type: ignore[attr-defined]
     return fn
 
 
@@ -735,7 +748,9 @@ def state_check_fn(m: Model, checks: Sequence[StateCheck]) -> Callable[[State], 
     if fn is None:
         b = Builder()
         o, s = TracingOps(b), b.slots(m.layout.size)
-        ok = o.and_(*[_trace_check(m, k, "a state", p, o, m, s) for k, p in preds])
+        untraced: list[str] = []
+        ok = o.and_(*[_trace_check(untraced, k, "a state", p, o, m, s) for k, p in preds])
         src = _function_src("state_ok", [ok], m.layout.size, lambda xs: xs[0])
         fn = _SUCC_CACHE[key] = _exec(src, "state_ok", f"<compiled {m.name} state checks>")
+        fn.untraced = tuple(untraced)  # type: ignore[attr-defined]
     return fn

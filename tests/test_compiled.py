@@ -260,3 +260,24 @@ def test_the_cache_tells_an_overridden_helper_apart() -> None:
     assert m.action("ack").effect(CONCRETE, s, 1, 0)[1] == 1, "worker 1 acks worker 0's task"
     assert cm.action("ack").effect(CONCRETE, s, 1, 0)[1] == 1
     assert plain.action("ack").effect(CONCRETE, s, 1, 0)[1] == 0
+
+
+def test_an_untraceable_check_is_left_to_the_caller() -> None:
+    """A predicate with a Python ``if`` on a value compiles as failing, for its action only."""
+    m = broker("round_robin")
+
+    def branches(o: Ops, m: Model, pre: SymState, mid: SymState, post: SymState,
+                 args: tuple[int, ...], result: V) -> V:
+        return bool(result == B.NONE) or True
+
+    def state_branches(o: Ops, m: Model, s: SymState) -> V:
+        return bool(s[0] == 0) or True
+
+    succ = successors_fn(m, {"fetch": [("branchy", branches)]})
+    assert any("branchy on fetch(0,)" in u for u in succ.untraced)  # type: ignore[attr-defined]
+    s = m.apply(m.init, "publish", (1,)).post
+    for name, _args, _r, _p, ok in succ(s):
+        assert ok is (name != "fetch")
+    state_ok = state_check_fn(m, [("branchy", state_branches)])
+    assert state_ok(s) is False
+    assert state_ok.untraced  # type: ignore[attr-defined]
