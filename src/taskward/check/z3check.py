@@ -1,0 +1,329 @@
+"""Bounded model checking and inductive proofs with Z3, over the model's own actions.
+
+The explorer stops where enumeration stops; these checks give a verdict for
+every depth (induction) or for a stated depth (BMC) at sizes the explorer
+cannot reach. Both return the :class:`~taskward.check.verdict.Result` rows
+every checker shares: ``pass`` only when every query was answered ``unsat``,
+``unknown`` when any query timed out, ``fail`` only with a trace that has been
+replayed through the executable model and re-checked with concrete ops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import z3
+
+from taskward.check.explorer import Counterexample, TraceStep, diff, replay
+from taskward.check.verdict import Result, Verdict
+from taskward.models import broker as B
+from taskward.models import election as E
+from taskward.models.core import CONCRETE, Model, State
+from taskward.specs import z3enc as Z
+from taskward.specs.invariants import Invariant, applicable
+
+Progress = Callable[[str], None]
+SAFETY = ("I1", "I2", "I3a", "I3b", "I4", "I6", "I7", "I9")
+
+
+def safety_of(m: Model, invariants: list[str] | None = None) -> list[Invariant]:
+    """The safety invariants that speak about ``m`` (optionally only the named ones)."""
+    return [i for i in applicable(m) if i.kind == "safety"
+            and (invariants is None or i.id in invariants)]
+
+
+class _Timer:
+    """Runs solver queries with a per-query timeout and keeps the time they took."""
+
+    def __init__(self, timeout_s: float, solver: Any = None) -> None:
+        self.solver = solver if solver is not None else z3.Solver()
+        self.solver.set("timeout", max(1, int(timeout_s * 1000)))
+        self.last_model: Any = None
+        self.seconds = 0.0
+        self.queries = 0
+        self.slowest = 0.0
+
+    def check(self, *goal: Any) -> Any:
+        """``sat``/``unsat``/``unknown`` of the current assertions plus ``goal`` (kept aside)."""
+        self.solver.push()
+        self.solver.add(*goal)
+        t = time.perf_counter()
+        r = self.solver.check()
+        dt = time.perf_counter() - t
+        self.seconds += dt
+        self.queries += 1
+        self.slowest = max(self.slowest, dt)
+        self.last_model = self.solver.model() if r == z3.sat else None
+        self.solver.pop()
+        return r
+
+    def stats(self) -> dict[str, Any]:
+        return {"solver_s": round(self.seconds, 3), "queries": self.queries,
+                "slowest_query_s": round(self.slowest, 3)}
+
+
+# ------------------------------------------------------------------------ BMC
+
+
+@dataclass
+class _Track:
+    """Where one invariant stands in the incremental BMC run."""
+
+    inv: Invariant
+    verdict: Verdict | None = None
+    depth_ok: int = -1
+    seconds: float = 0.0
+    queries: int = 0
+    cex: Counterexample | None = None
+    note: str = ""
+
+
+@dataclass
+class _Unroll:
+    """The growing unrolling: frames ``s0..sk`` and the steps between them."""
+
+    m: Model
+    timer: _Timer
+    frames: list[Any] = field(default_factory=list)
+    steps: list[Z.StepEnc] = field(default_factory=list)
+
+    def extend(self) -> None:
+        k = len(self.frames)
+        self.frames.append(Z.frame(self.m, str(k)))
+        if k == 0:
+            self.timer.solver.add(Z.init_eq(self.m, self.frames[0]))
+            return
+        st = Z.step(self.m, self.frames[k - 1], self.frames[k], str(k))
+        self.timer.solver.add(st.relation())
+        self.steps.append(st)
+
+    def holds_last(self, inv: Invariant) -> Any:
+        """``inv`` at the newest frame, and on the newest step when it has step predicates."""
+        ok = Z.state_holds(inv, self.m, self.frames[-1])
+        if self.steps and inv.steps:
+            ok = z3.And(ok, Z.step_holds(inv, self.steps[-1]))
+        return ok
+
+
+def bmc(model: Model, depth: int, timeout_s: float = 10.0, *,
+        invariants: list[str] | None = None, budget_s: float | None = None,
+        progress: Progress | None = None) -> list[Result]:
+    """Every applicable safety invariant on every path of at most ``depth`` steps from init.
+
+    Incremental: one solver grows by one step per depth; each invariant is a
+    pushed query on the newest frame and, once refuted there, is asserted as
+    a fact (sound: it holds on every path of that length), which helps the
+    deeper queries. ``budget_s`` stops deepening (the rest is ``unknown``)."""
+    timer = _Timer(timeout_s)
+    un = _Unroll(model, timer)
+    tracks = [_Track(i) for i in safety_of(model, invariants)]
+    start = time.perf_counter()
+    for k in range(depth + 1):
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+        un.extend()
+        for tr in tracks:
+            if tr.verdict is None:
+                _bmc_query(un, tr, k)
+        if progress is not None:
+            progress(f"z3-bmc {model.name}: depth {k} ({timer.seconds:.1f}s solver)")
+        if all(tr.verdict is not None for tr in tracks):
+            break
+    return [_bmc_result(model, tr, depth, timer) for tr in tracks]
+
+
+def _bmc_query(un: _Unroll, tr: _Track, k: int) -> None:
+    ok = un.holds_last(tr.inv)
+    before = un.timer.seconds
+    r = un.timer.check(z3.Not(ok))
+    tr.seconds += un.timer.seconds - before
+    tr.queries += 1
+    if r == z3.unsat:
+        tr.depth_ok = k
+        un.timer.solver.add(ok)
+    elif r == z3.sat:
+        tr.verdict = "fail"
+        tr.cex = decode_trace(un, un.timer.last_model, tr.inv)
+    else:
+        tr.verdict = "unknown"
+        tr.note = f"solver gave up at depth {k} ({un.timer.solver.reason_unknown()})"
+
+
+def _bmc_result(m: Model, tr: _Track, depth: int, timer: _Timer) -> Result:
+    verdict: Verdict = tr.verdict or ("pass" if tr.depth_ok >= depth else "unknown")
+    if verdict == "unknown" and not tr.note:
+        tr.note = f"time budget reached after depth {tr.depth_ok}"
+    if verdict == "pass":
+        tr.note = f"no violation on any path of at most {depth} steps"
+    stats = {"solver_s": round(tr.seconds, 3), "queries": tr.queries,
+             "depth_reached": tr.depth_ok, "total_solver_s": round(timer.seconds, 3)}
+    if tr.cex is not None:
+        stats["length"] = len(tr.cex.steps)
+    return Result(tr.inv.id, "z3-bmc", verdict, {**m.config.bound(), "depth": depth}, stats,
+                  tr.cex.to_json() if tr.cex is not None else None, m.name, tr.note)
+
+
+def decode_trace(un: _Unroll, zm: Any, inv: Invariant) -> Counterexample:
+    """The solver's path as a model trace, replayed and re-checked with concrete ops.
+
+    Raises ``AssertionError`` when the replay disagrees with the solver's frames
+    or does not violate ``inv``: either would mean the encoding is wrong."""
+    m = un.m
+    path = [Z.decode_step(st, zm) for st in un.steps]
+    steps = replay(m, path)
+    states = [m.init, *[st.post for st in steps]]
+    for k, fr in enumerate(un.frames):
+        if Z.decode_state(m, fr, zm) != states[k]:
+            raise AssertionError(f"solver frame {k} differs from the replayed model state")
+    if not violates(m, inv, states, path):
+        raise AssertionError(f"replayed trace does not violate {inv.id}: encoding bug")
+    out = []
+    for k, (name, args) in enumerate(path):
+        out.append(TraceStep(name, args, m.label(name, args), steps[k].result,
+                             diff(m, states[k], states[k + 1])))
+    return Counterexample(inv.id, out, note=f"found by z3-bmc at depth {len(path)}")
+
+
+def violates(m: Model, inv: Invariant, states: list[State],
+             path: list[tuple[str, tuple[int, ...]]]) -> bool:
+    """Does the last state or the last step of a concrete run break ``inv``?"""
+    if inv.state is not None and not inv.state(CONCRETE, m, states[-1]):
+        return True
+    if not path:
+        return False
+    name, args = path[-1]
+    pre, post = states[-2], states[-1]
+    result = m.apply(pre, name, args).result
+    mid = m.mid(pre, name, args)
+    return any(not p(CONCRETE, m, pre, mid, post, args, result) for p in inv.step_preds(name))
+
+
+def max_depth_within(model: Model, seconds: float, timeout_s: float = 60.0) -> int:
+    """The deepest ``k`` such that BMC proved every safety invariant up to ``k`` in time."""
+    rows = bmc(model, 10_000, timeout_s=min(timeout_s, seconds), budget_s=seconds)
+    return min((int(r.stats["depth_reached"]) for r in rows if r.verdict != "fail"),
+               default=-1)
+
+
+# ------------------------------------------------------------------ induction
+
+
+def conjuncts(m: Model, inv: Invariant) -> list[tuple[str, Callable[[Any], Any]]]:
+    """The inductive invariant for ``inv``: slot ranges, the claim's state part, its lemmas."""
+    out: list[tuple[str, Callable[[Any], Any]]] = [("slot-ranges", lambda s: Z.type_inv(m, s))]
+    if inv.state is not None:
+        out.append((inv.id, lambda s: Z.state_holds(inv, m, s)))
+    for lm in Z.strengthening(inv):
+        out.append((lm.name, _lemma_term(m, lm)))
+    return out
+
+
+def _lemma_term(m: Model, lm: Z.Lemma) -> Callable[[Any], Any]:
+    return lambda s: Z.as_bool(lm.pred(Z.Z3OPS, m, s))
+
+
+def _concrete_holds(m: Model, inv: Invariant, name: str) -> bool:
+    """A conjunct on the (concrete) initial state, evaluated by the solver for uniformity."""
+    for n, f in conjuncts(m, inv):
+        if n == name:
+            return bool(z3.is_true(z3.simplify(f([z3.IntVal(v) for v in m.init]))))
+    raise KeyError(name)
+
+
+def induction(model: Model, timeout_s: float = 30.0, *,
+              invariants: list[str] | None = None,
+              progress: Progress | None = None) -> list[Result]:
+    """``Init => Inv``, ``Inv and Next => Inv'`` and ``Inv => Safety`` per safety invariant.
+
+    ``Inv`` is the claim plus its strengthening (:func:`taskward.specs.z3enc.strengthening`)
+    plus the slot ranges, so every lemma is proven along with the claim, never
+    assumed. ``Inv => Safety`` is immediate for the state part (it is a
+    conjunct) and is the transition predicate itself for the step part, proven
+    in the consecution query. A failed consecution query is not a
+    counterexample (the pre-state need not be reachable): the verdict is
+    ``unknown`` with the decoded CTI."""
+    pre, post = Z.frame(model, "pre"), Z.frame(model, "post")
+    st = Z.step(model, pre, post, "next")
+    rows = []
+    for inv in safety_of(model, invariants):
+        rows.append(_induct(model, inv, st, timeout_s))
+        if progress is not None:
+            progress(f"z3-induction {model.name} {inv.id}: {rows[-1].verdict}")
+    return rows
+
+
+def _consecution_solver(timeout_s: float) -> Any:
+    """Substituting the successor away (``solve-eqs``) first halves the hardest queries."""
+    s = z3.Then("simplify", "solve-eqs", "smt").solver()
+    s.set("timeout", max(1, int(timeout_s * 1000)))
+    return s
+
+
+def _induct(m: Model, inv: Invariant, st: Z.StepEnc, timeout_s: float) -> Result:
+    parts = conjuncts(m, inv)
+    bound = {**m.config.bound(), "depth": "unbounded"}
+    lemmas = [lm.name for lm in Z.strengthening(inv)]
+    stats: dict[str, Any] = {"solver_s": 0.0, "queries": 0, "lemmas": lemmas}
+    bad_init = [n for n, _ in parts if not _concrete_holds(m, inv, n)]
+    if bad_init:
+        return Result(inv.id, "z3-induction", "unknown", bound, stats, None, m.name,
+                      f"Init => Inv fails for {', '.join(bad_init)}")
+    goals = [(n, f(st.post)) for n, f in parts]
+    if inv.steps:
+        goals.append((f"{inv.id} (transition)", Z.step_holds(inv, st)))
+    timer = _Timer(timeout_s, _consecution_solver(timeout_s))
+    timer.solver.add(st.relation(), *[f(st.pre) for _, f in parts])
+    r = timer.check(z3.Not(z3.And([g for _, g in goals])))
+    stats.update(solver_s=round(timer.seconds, 3), queries=timer.queries)
+    if r == z3.unsat:
+        return Result(inv.id, "z3-induction", "pass", bound, stats, None, m.name,
+                      f"inductive with {', '.join(lemmas) or 'no lemma'}")
+    if r != z3.sat:
+        return Result(inv.id, "z3-induction", "unknown", bound, stats, None, m.name,
+                      f"solver gave up ({timer.solver.reason_unknown()})")
+    zm = timer.last_model
+    broken = [n for n, g in goals if z3.is_false(zm.eval(g, model_completion=True))]
+    cti = decode_cti(m, st, zm, ", ".join(broken))
+    stats["cti"] = {k: v for k, v in cti.items() if k != "text"}
+    return Result(inv.id, "z3-induction", "unknown", bound, stats, None, m.name, cti["text"])
+
+
+def decode_cti(m: Model, st: Z.StepEnc, zm: Any, broken: str) -> dict[str, Any]:
+    """A counterexample to induction, readably: the pre-state, the step, what changed."""
+    pre = Z.decode_state(m, st.pre, zm)
+    post = Z.decode_state(m, st.post, zm)
+    name, args = Z.decode_step(st, zm)
+    label = m.label(name, args)
+    changes = diff(m, pre, post)
+    shown = ", ".join(f"{k}: {a}->{b}" for k, (a, b) in changes.items())
+    text = (f"CTI: {broken} does not survive {label} from a state satisfying Inv: "
+            f"{m.layout.decode(pre)}; changes {shown or 'nothing'}")
+    return {"broken": broken, "action": name, "args": list(args), "label": label,
+            "pre": m.layout.decode(pre), "changes": {k: [a, b] for k, (a, b) in changes.items()},
+            "text": text}
+
+
+# ------------------------------------------------------------------ defaults
+
+
+def default_models() -> list[Model]:
+    """The sizes the proofs are run at: 4 tasks, 3 workers per policy; 3 nodes."""
+    out = [B.build(B.BrokerConfig(policy=p, workers=3, tasks=4, priorities=2, lease=2,
+                                  max_deliveries=2, worker_timeout=2), symmetry=False)
+           for p in B.POLICIES]
+    out.append(E.build(E.ElectionConfig(nodes=3, lease=3, member_timeout=3, margin=1,
+                                        max_pause=1, max_drift=0, stale_cap=3)))
+    return out
+
+
+def prove_all(depth: int = 6, timeout_s: float = 30.0, *,
+              progress: Progress | None = None) -> list[Result]:
+    """Induction and BMC to ``depth`` for every default model: the ``taskward prove`` rows."""
+    rows: list[Result] = []
+    for m in default_models():
+        rows += induction(m, timeout_s, progress=progress)
+        rows += bmc(m, depth, timeout_s, progress=progress)
+    return rows
