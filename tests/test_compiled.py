@@ -21,6 +21,7 @@ from taskward.models.compiled import (
     successors_fn,
 )
 from taskward.models.core import CONCRETE, Action, Model, Ops, State, SymState, V, Writer
+from taskward.models.mutants import MUTANTS
 from taskward.specs.invariants import Invariant, applicable
 
 from taskward.check.explorer import explore
@@ -281,3 +282,21 @@ def test_an_untraceable_check_is_left_to_the_caller() -> None:
     state_ok = state_check_fn(m, [("branchy", state_branches)])
     assert state_ok(s) is False
     assert state_ok.untraced  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_every_mutant_compiles_and_agrees_on_random_walks(name: str) -> None:
+    m = MUTANTS[name].build()
+    cm = compile_model(m)
+    checks = step_checks(m)
+    succ = successors_fn(m, checks)
+    state_ok = state_check_fn(m, [(i, i.state) for i in safety(m)])
+    assert succ.untraced == () and state_ok.untraced == ()  # type: ignore[attr-defined]
+    rng = random.Random(name)
+    for _walk in range(3):
+        s = m.init
+        for _ in range(25):
+            expected = assert_instance_agrees(m, cm, s, checks)
+            assert typed(succ(s)) == typed(expected), s
+            assert state_ok(s) is all(i.state(CONCRETE, m, s) for i in safety(m) if i.state)
+            s = rng.choice(expected)[3]
