@@ -275,6 +275,7 @@ class _Placement:
         self.nodes: dict[int, Node] = {}
         self.stmts: list[list[str]] = [[] for _ in parent]
         self.src: dict[int, str] = {}
+        self.temps: set[int] = set()
         self._collect(roots)
         self._place()
         self._emit()
@@ -323,9 +324,17 @@ class _Placement:
                 self.src[nid], depth[nid] = src, 0
             elif self.refs[nid] > 1 or d > _MAX_INLINE_DEPTH:
                 self.stmts[self.scope[nid]].append(f"t{nid} = {src}")
+                self.temps.add(nid)
                 self.src[nid], depth[nid] = f"t{nid}", 0
             else:
                 self.src[nid], depth[nid] = src, d
+
+    def _bool_operand(self, x: Val) -> Val:
+        """Arithmetic on a bool gives the int that ``b2i`` would: skip an inline ``b2i``."""
+        if (isinstance(x, Node) and x.op == "b2i" and _kind(x.args[0]) == "b"
+                and x.id not in self.temps):
+            return x.args[0]
+        return x
 
     def _arg(self, x: Val, depth: dict[int, int]) -> tuple[str, int]:
         if isinstance(x, Node):
@@ -335,7 +344,10 @@ class _Placement:
     def _node_src(self, n: Node, depth: dict[int, int]) -> tuple[str, int]:
         if n.op == "slot":
             return (f"s{n.args[0]}" if self.unpack else f"s[{n.args[0]}]"), 0
-        parts = [self._arg(a, depth) for a in n.args]
+        args = n.args
+        if n.op in _ARITH:
+            args = tuple(self._bool_operand(a) for a in args)
+        parts = [self._arg(a, depth) for a in args]
         d = 1 + max(p[1] for p in parts)
         srcs = [p[0] for p in parts]
         if n.op == "ite":
