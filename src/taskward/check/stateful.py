@@ -169,6 +169,10 @@ def machine_for(m: Model, record: WalkResult, invs: list[Invariant]
     return ModelMachine
 
 
+run: Any = run_state_machine_as_test
+"""Typed in newer Hypothesis releases, untyped in older ones: called through Any."""
+
+
 def walk(m: Model, *, examples: int = 200, steps: int = 40, seed: int | None = 0,
          invariants: list[Invariant] | None = None) -> WalkResult:
     """Run a campaign; on failure the recorded trace is Hypothesis's shrunk minimal one."""
@@ -179,7 +183,7 @@ def walk(m: Model, *, examples: int = 200, steps: int = 40, seed: int | None = 0
                     suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
     start = time.perf_counter()
     try:
-        run_state_machine_as_test(cls, settings=conf)  # type: ignore[no-untyped-call]
+        run(cls, settings=conf)
     except Violation as v:
         record.violated = v.invariant
         record.message = str(v)
