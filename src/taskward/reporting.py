@@ -44,6 +44,8 @@ def trace_text(trace: Sequence[Mapping[str, Any]] | None) -> str:
         changes = st.get("changes") or {}
         delta = ", ".join(f"{k}: {a}->{b}" for k, (a, b) in changes.items())
         res = f" -> {st['result']}" if "result" in st else ""
+        if "answer" in st:  # lockstep rows: the implementation's answer and the allowed set
+            res = f" -> {st['answer']} (allowed: {st.get('allowed')})"
         lines.append(f"{st['i']:>4}. {st['label']}{res}   {delta}".rstrip())
     return "\n".join(lines)
 
