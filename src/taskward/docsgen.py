@@ -89,28 +89,31 @@ def lockstep_rows(progress: Progress | None, examples: int = 30) -> list[Result]
     return rows
 
 
-def collect(progress: Progress | None = None, *, solver: bool = True, solver_depth: int = 4,
+def collect(progress: Progress | None = None, *, bounds: Any = None,
+            mutants: Sequence[str] | None = None, solver: bool = True, solver_depth: int = 4,
             solver_timeout_s: float = 20.0, lockstep: bool = True) -> dict[str, Any]:
     """Run the verification the document reports on and return it as the evidence record.
 
-    The correct model gets every checker; each mutant gets the exhaustive
-    explorer, whose breadth-first search yields the shortest counterexample
-    (the one worth reading)."""
+    The correct model gets every checker (at ``bounds``, default those of
+    ``taskward verify``); each mutant gets the exhaustive explorer, whose
+    breadth-first search yields the shortest counterexample (the one worth
+    reading). Smaller bounds and fewer mutants make a quick record for tests."""
     from taskward.check import verify as V
 
     started = _now()
-    rows = V.verify_correct(V.DEFAULT, progress)
+    rows = V.verify_correct(bounds or V.DEFAULT, progress)
     if not {r.checker for r in rows} & {"z3-bmc", "z3-induction"} and solver:
         rows += solver_rows(progress, solver_depth, solver_timeout_s)
     if lockstep and "lockstep" not in {r.checker for r in rows}:
         rows += lockstep_rows(progress)
-    mutants = {name: V.verify_mutant(name, progress, ("explorer",)) for name in MUTANTS}
+    killed = {name: V.verify_mutant(name, progress, ("explorer",))
+              for name in (MUTANTS if mutants is None else mutants)}
     return {
         "format": EVIDENCE_FORMAT, "started": started, "finished": _now(),
         "versions": versions(),
         "verify": {"verdict": overall(rows), "results": [r.to_json() for r in rows]},
         "mutants": {n: {"verdict": overall(rs), "results": [r.to_json() for r in rs]}
-                    for n, rs in mutants.items()},
+                    for n, rs in killed.items()},
     }
 
 
@@ -158,7 +161,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
 
 
 def bound_text(b: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in b.items())
+    return ", ".join(f"{k}={b[k]}" for k in sorted(b))
 
 
 def size_text(r: Result) -> str:
@@ -267,11 +270,19 @@ def trace_table(m: Model | None, trace: Sequence[Mapping[str, Any]]) -> list[str
 
 def changes_text(st: Mapping[str, Any]) -> str:
     parts = []
-    for k, (a, b) in (st.get("changes") or {}).items():
+    changes = st.get("changes") or {}
+    for k in sorted(changes, key=_slot_key):
+        a, b = changes[k]
         if k.startswith("st[") and isinstance(a, int) and isinstance(b, int):
             a, b = B.STATUS_NAMES[a], B.STATUS_NAMES[b]
         parts.append(f"{k}: {a}→{b}")
     return ", ".join(parts)
+
+
+def _slot_key(name: str) -> tuple[str, int]:
+    """``st[10]`` after ``st[2]``: slots sort by field, then index."""
+    field, _, rest = name.partition("[")
+    return (field, int(rest.rstrip("]")) if rest else -1)
 
 
 def answer_text(action: str, result: Any, m: Model | None) -> str:
