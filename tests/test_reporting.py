@@ -7,6 +7,8 @@ reports are judged on the shapes the checkers really emit.
 from __future__ import annotations
 
 import json
+import sys
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -138,3 +140,51 @@ def test_conformance_failures_carry_the_trace(lifo_rows: list[Result],
 def test_a_missing_implementation_is_a_conformance_error() -> None:
     with pytest.raises(ConformanceError, match=r"nothing was established|did not pass"):
         assert_conformance("no_such_module_xyz:factory", examples=2, steps=5)
+
+
+class NewestFirst:
+    """A toy broker that hands out the newest task first: the bug of the ``lifo`` mutant."""
+
+    def __init__(self, config: dict[str, object]) -> None:
+        self.ready: list[str] = []
+
+    def capabilities(self) -> list[str]:
+        return ["broker"]
+
+    def publish(self, task_id: str, priority: int) -> None:
+        self.ready.append(task_id)
+
+    def fetch(self, worker: str) -> str | None:
+        return self.ready.pop() if self.ready else None
+
+    def advance(self, ms: int) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("name", ["lifo", "stale-ack", "no-lease-expiry"])
+def test_a_mutant_trace_drives_a_correct_backend_without_a_mismatch(name: str) -> None:
+    row = verify_mutant(name, checkers=("explorer",))[0]
+    outcome = R.drive_implementation(R.row_itf(row), MUTANTS[name].build(), "sqlite")
+    assert outcome.verdict == "pass", outcome.reason
+    calls = [st for st in row.counterexample or [] if st["action"] != "crash"]
+    assert len(outcome.rows) == len(calls)  # a crashed worker makes no call
+
+
+def test_an_itf_trace_catches_an_implementation_with_the_mutant_bug(
+        lifo_rows: list[Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("newest_first_impl")
+    module.factory = NewestFirst  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "newest_first_impl", module)
+    outcome = R.drive_implementation(R.row_itf(lifo_rows[0]), MUTANTS["lifo"].build(),
+                                     "newest_first_impl:factory")
+    assert outcome.verdict == "fail"
+    assert "I2" in outcome.invariants and "step 3" in outcome.reason
+
+
+def test_election_traces_are_refused_for_implementations() -> None:
+    row = verify_mutant("no-fencing", checkers=("explorer",))[0]
+    with pytest.raises(ValueError, match="only broker traces"):
+        R.replay_document(R.row_itf(row), MUTANTS["no-fencing"].build())

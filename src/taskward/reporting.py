@@ -287,3 +287,75 @@ def _compare(m: Model, st: Mapping[str, Any], s: State, result: int | None, k: i
     if result is not None and "result" in st and plain_value(st["result"]) != result:
         raise ValueError(f"ITF state {k}: answer {plain_value(st['result'])} in the trace, "
                          f"{result} in the model")
+
+
+# ---------------------------------------------------------------------- ITF -> implementation
+
+
+def replay_document(doc: Mapping[str, Any], m: Model) -> dict[str, Any]:
+    """A broker ITF trace as a lockstep replay file, so it can drive a real implementation.
+
+    Model indices become the contract's names (worker ``k`` is ``w{k+1}``, the
+    ``t``-th published task ``t{t+1}``, one model tick is one millisecond of the
+    injected clock). A model ``crash`` has no call: a crashed worker simply
+    never calls again, so it is dropped. Election traces carry faults (pauses,
+    isolation) no call can reproduce, and are refused."""
+    if not m.name.startswith("broker"):
+        raise ValueError(f"only broker traces can drive an implementation, not {m.name}")
+    c: B.BrokerConfig = m.config
+    steps = _calls(from_itf(doc, m))
+    workers = [B.worker_name(k) for k in range(c.workers)]
+    return {"format": "taskward-replay/1", "impl": "", "policy": c.policy,
+            "config": {"workers": workers, "nodes": ["n1"], "policy": c.policy,
+                       "lease_ms": c.lease, "max_deliveries": c.max_deliveries,
+                       "worker_timeout_ms": c.worker_timeout, "election_lease_ms": 3,
+                       "member_timeout_ms": 6},
+            "bound": {"max_tasks": c.tasks, "priorities": c.priorities},
+            "failure": "", "invariants": [], "steps": steps}
+
+
+def _calls(path: TraceSteps) -> list[dict[str, Any]]:
+    """Model steps as the contract calls an implementation serves, in order."""
+    calls: list[dict[str, Any]] = []
+    published = 0
+    for name, args in path:
+        if name == "crash":
+            continue
+        if name == "publish":
+            published += 1
+            calls.append({"op": "publish", "args": {"task_id": B.task_name(published - 1),
+                                                    "priority": args[0]}})
+        elif name == "advance":
+            calls.append({"op": "advance", "args": {"ms": 1}})
+        elif name == "restart":
+            calls.append({"op": "restart", "args": {}})
+        else:
+            calls.append({"op": name, "args": _worker_args(name, args)})
+    return calls
+
+
+def _worker_args(name: str, args: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"worker": B.worker_name(args[0])}
+    if name in ("ack", "nack", "extend"):
+        out["task_id"] = B.task_name(args[1])
+    if name == "nack":
+        out["requeue"] = bool(args[2])
+    return out
+
+
+def drive_implementation(doc: Mapping[str, Any], m: Model, impl: str,
+                         timeout: float = 5.0) -> Any:
+    """Replay an ITF trace against an implementation through the lockstep oracle.
+
+    The implementation declares its own capabilities, as in ``taskward check``.
+    Returns the lockstep ``ReplayOutcome``: ``pass`` when every answer of the
+    implementation is one the correct model allows along the trace."""
+    from taskward.check import lockstep
+
+    replay = replay_document(doc, m)
+    replay["impl"] = impl
+    if "restart" not in lockstep.probe(impl, timeout):
+        # the correct model's restart is the identity, so a broker that cannot
+        # restart (in memory) is judged on the rest of the trace
+        replay["steps"] = [s for s in replay["steps"] if s["op"] != "restart"]
+    return lockstep.replay(replay, impl, timeout)
