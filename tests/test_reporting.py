@@ -28,8 +28,10 @@ def lifo_rows() -> list[Result]:
     """Explorer fail on I2; Hypothesis fail on I2 and, stopped there, unknown on I9."""
     rows = verify_mutant("lifo", checkers=("explorer",))
     m = fast(MUTANTS["lifo"].build())
-    rows += hypothesis_rows(m, [BY_ID["I2"], BY_ID["I9"]], examples=300, steps=20)
-    return rows
+    hyp = hypothesis_rows(m, [BY_ID["I2"], BY_ID["I9"]], examples=300, steps=20)
+    for r in hyp:
+        r.model = f"{m.name} mutant=lifo"  # as verify_mutant names its rows
+    return rows + hyp
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,15 @@ def test_an_itf_trace_round_trips_and_replays_to_the_violation(lifo_rows: list[R
             check_step(m, [BY_ID["I2"]], s, st.action, st.args, st.post, st.result)
             s = st.post
     assert caught.value.invariant == "I2"
+
+
+def test_every_model_counterexample_is_written_as_an_itf_file(lifo_rows: list[Result],
+                                                             tmp_path: Path) -> None:
+    written = R.write_itf_dir(tmp_path / "itf", lifo_rows)
+    assert len(written) == 2  # explorer and hypothesis failures; the unknown has no trace
+    m = MUTANTS["lifo"].build()
+    for path in written:
+        R.replay_itf(R.read_itf(path), m)
 
 
 def test_a_liveness_lasso_records_its_loop_state(lasso_row: Result) -> None:

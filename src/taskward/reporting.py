@@ -214,6 +214,24 @@ def write_itf(path: str | Path, doc: Mapping[str, Any]) -> None:
     Path(path).write_text(json.dumps(doc, indent=1) + "\n")
 
 
+def write_itf_dir(folder: str | Path, rows: Iterable[Result]) -> list[Path]:
+    """Every model counterexample among ``rows`` as ``INV-CHECKER-MODEL.itf.json`` in ``folder``.
+
+    Lockstep traces are calls to an implementation, not model steps, and have
+    their own replay files; they are left out here."""
+    out_dir = Path(folder)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for r in rows:
+        if not r.counterexample or "action" not in r.counterexample[0]:
+            continue
+        slug = "".join(ch if ch.isalnum() else "-" for ch in r.model).strip("-")
+        path = out_dir / f"{r.invariant}-{r.checker}-{slug}.itf.json"
+        write_itf(path, row_itf(r))
+        written.append(path)
+    return written
+
+
 # ---------------------------------------------------------------------- ITF in
 
 
