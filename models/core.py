@@ -279,3 +279,86 @@ def clamp_add(o: Ops, x: V, d: int, lo: int, hi: int) -> V:
     """``x + d`` kept inside ``[lo, hi]``: relative time saturates instead of growing."""
     y = x + d
     return o.ite(y > hi, hi, o.ite(y < lo, lo, y))
+
+
+# ------------------------------------------------------------------ composition
+
+
+def _lift(a: Action, prefix: str, lo: int, hi: int, name: str | None = None) -> Action:
+    """An action of a part, acting on its slice ``[lo:hi]`` of the composite state."""
+
+    def guard(o: Ops, s: SymState, *args: int) -> V:
+        return a.guard(o, s[lo:hi], *args)
+
+    def effect(o: Ops, s: SymState, *args: int) -> tuple[tuple[V, ...], V]:
+        post, r = a.effect(o, s[lo:hi], *args)
+        return (*s[:lo], *post, *s[hi:]), r
+
+    def lift_pre(p: Prelude) -> Prelude:
+        def pre(o: Ops, s: SymState, *args: int) -> tuple[V, ...]:
+            return (*s[:lo], *p(o, s[lo:hi], *args), *s[hi:])
+        return pre
+
+    def lift_guard(g: Guard) -> Guard:
+        def lifted(o: Ops, s: SymState, *args: int) -> V:
+            return g(o, s[lo:hi], *args)
+        return lifted
+
+    return Action(name or f"{prefix}.{a.name}", a.params, guard, effect, a.kind, a.doc,
+                  lift_pre(a.prelude) if a.prelude else None,
+                  lift_guard(a.prune) if a.prune else None)
+
+
+def _tick_both(left: Action, right: Action, n: int) -> Action:
+    """Time is shared: one ``advance`` moves both parts' clocks together."""
+
+    def effect(o: Ops, s: SymState) -> tuple[tuple[V, ...], V]:
+        a, _ = left.effect(o, s[:n])
+        b, _ = right.effect(o, s[n:])
+        return (*a, *b), 1
+
+    return Action("advance", (), left.guard, effect, "time",
+                  "One tick passes for every part at once.")
+
+
+def compose(left: Model, right: Model) -> Model:
+    """The interleaving product of two models that share only time.
+
+    Every action of a part acts on its own slice of the state (named
+    ``part.action``); ``advance`` moves both. Invariants of each part are checked
+    on its projection (``taskward.specs.invariants.applicable``)."""
+    n, size = left.layout.size, left.layout.size + right.layout.size
+    fields = [replace_field(f, f"{left.name.split('[')[0]}.{f.name}") for f in left.layout.fields]
+    fields += [replace_field(f, f"{right.name.split('[')[0]}.{f.name}")
+               for f in right.layout.fields]
+    lp, rp = left.name.split("[")[0], right.name.split("[")[0]
+    acts = [_lift(a, lp, 0, n) for a in left.actions if a.name != "advance"]
+    acts += [_lift(a, rp, n, size) for a in right.actions if a.name != "advance"]
+    acts.append(_tick_both(left.action("advance"), right.action("advance"), n))
+
+    def describe(name: str, args: tuple[int, ...]) -> str:
+        if name == "advance":
+            return "advance()"
+        part, _, base = name.partition(".")
+        return f"{part}.{(left if part == lp else right).label(base, args)}"
+
+    return Model(f"composed[{left.name}+{right.name}]", Layout(fields),
+                 (*left.init, *right.init), tuple(acts), _ComposedConfig(left, right),
+                 describe_args=describe, extra={"parts": ((lp, left, 0, n), (rp, right, n, size))})
+
+
+def replace_field(f: Field, name: str) -> Field:
+    return Field(name, f.size, f.lo, f.hi, f.doc, f.ghost)
+
+
+class _ComposedConfig:
+    """The bound of a composite: both parts' bounds side by side."""
+
+    def __init__(self, left: Model, right: Model) -> None:
+        self.parts = (left, right)
+
+    def bound(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in self.parts:
+            out |= {f"{m.name.split('[')[0]}.{k}": v for k, v in m.config.bound().items()}
+        return out

@@ -340,5 +340,34 @@ BY_ID = {i.id: i for i in INVARIANTS}
 
 
 def applicable(m: Model) -> list[Invariant]:
-    """The invariants that speak about this model."""
-    return [i for i in INVARIANTS if i.applies(m)]
+    """The invariants that speak about this model (for a composite: about each part)."""
+    parts = m.extra.get("parts")
+    if parts is None:
+        return [i for i in INVARIANTS if i.applies(m)]
+    return [projected(i, prefix, part, lo, hi)
+            for prefix, part, lo, hi in parts for i in INVARIANTS
+            if i.applies(part) and i.kind == "safety"]
+
+
+def projected(inv: Invariant, prefix: str, part: Model, lo: int, hi: int) -> Invariant:
+    """A part's safety invariant, evaluated on that part's slice of a composite state.
+
+    The part's own actions are named ``prefix.action`` in the composite; the
+    shared ``advance`` keeps its name. Liveness stays with the parts' own checks."""
+    def state(o: Ops, m: Model, s: SymState) -> V:
+        assert inv.state is not None
+        return inv.state(o, part, s[lo:hi])
+
+    def lift(pred: StepPred) -> StepPred:
+        def step(o: Ops, m: Model, pre: SymState, mid: SymState, post: SymState,
+                 args: tuple[int, ...], result: V) -> V:
+            return pred(o, part, pre[lo:hi], mid[lo:hi], post[lo:hi], args, result)
+        return step
+
+    def rename(names: frozenset[str]) -> frozenset[str]:
+        return frozenset(n if n == "advance" else f"{prefix}.{n}" for n in names)
+
+    return Invariant(inv.id, inv.name, inv.seed, inv.claim, inv.sketch, inv.kind, "composed",
+                     state if inv.state is not None else None,
+                     tuple((rename(names), lift(p)) for names, p in inv.steps),
+                     inv.policies, inv.strengthening)

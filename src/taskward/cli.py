@@ -32,6 +32,7 @@ def fmt_bound(b: dict[str, Any]) -> str:
              "max_deliveries": "maxdel", "worker_timeout": "wto", "nodes": "N",
              "member_timeout": "mto", "margin": "margin", "max_pause": "pause",
              "max_drift": "drift", "examples": "examples", "steps_per_example": "steps",
+             "broker.workers": "W", "broker.tasks": "T", "election.nodes": "N",
              "depth": "depth"}
     return " ".join(f"{short.get(k, k)}={v}" for k, v in b.items() if k != "policy")
 
@@ -39,7 +40,7 @@ def fmt_bound(b: dict[str, Any]) -> str:
 def fmt_stats(r: Result) -> str:
     s = r.stats
     if r.checker == "explorer":
-        return f"{s['states']:,} states, depth {s['depth']}"
+        return f"{s['states']:,} states, depth {s['depth']}, {s['states_per_second']:,}/s"
     if r.checker == "hypothesis":
         return f"{s['examples_run']:,} examples, {s['steps_run']:,} steps"
     return ", ".join(f"{k}={v}" for k, v in s.items() if k != "seconds")

@@ -62,3 +62,26 @@ def test_pauses_beyond_the_margin_break_single_belief_but_fencing_still_holds() 
     res = explore(compile_model(m))
     assert "I3b" in res.violations
     assert "I3a" not in res.violations and "I4" not in res.violations
+
+
+def test_broker_and_election_composed_on_one_clock_keep_every_safety_invariant() -> None:
+    from taskward.check.verify import DEFAULT, build_composed
+
+    m = build_composed(*DEFAULT.composed[0])
+    res = explore(m)
+    assert res.complete and res.violations == {}
+    assert (res.states, res.depth) == (3820, 15)
+    assert res.never_fired(m) == []
+    assert sorted(res.checked) == ["I1", "I2", "I3a", "I3b", "I4", "I9"]
+
+
+def test_a_broken_part_is_caught_inside_the_composition() -> None:
+    from taskward.models.core import compose
+    from taskward.models.mutants import MUTANTS
+
+    from taskward.check.verify import DEFAULT
+
+    election = E.build(DEFAULT.composed[0][1])
+    res = explore(compose(MUTANTS["lifo"].build(), election), stop_on_violation=True)
+    assert list(res.violations) == ["I2"]
+    assert [s.action for s in res.violations["I2"].steps][-1] == "broker.fetch"

@@ -16,7 +16,7 @@ from taskward.check.stateful import walk
 from taskward.check.verdict import Result
 from taskward.models import broker as B
 from taskward.models import election as E
-from taskward.models.core import Model
+from taskward.models.core import Model, compose
 from taskward.models.mutants import MUTANTS, Mutant
 from taskward.specs.invariants import BY_ID, Invariant, applicable
 
@@ -28,6 +28,8 @@ class Bounds:
     """Sizes for the explorer (exhaustive) and for Hypothesis (larger, sampled)."""
 
     explorer: tuple[B.BrokerConfig | E.ElectionConfig, ...]
+    composed: tuple[tuple[B.BrokerConfig, E.ElectionConfig], ...]
+    """Broker and election run side by side with one clock (their safety invariants)."""
     hypothesis: tuple[B.BrokerConfig | E.ElectionConfig, ...]
     examples: int
     steps: int
@@ -44,6 +46,10 @@ DEFAULT = Bounds(
         E.ElectionConfig(nodes=2, lease=2, member_timeout=2, margin=1, max_pause=1,
                          stale_cap=2),
     ),
+    composed=((B.BrokerConfig(policy="shared", workers=1, tasks=1, priorities=1, lease=1,
+                              max_deliveries=1, worker_timeout=2),
+               E.ElectionConfig(nodes=2, lease=1, member_timeout=1, margin=0, max_pause=0,
+                                stale_cap=1, crashes=False, isolation=False)),),
     hypothesis=tuple(
         [B.BrokerConfig(policy=p, workers=3, tasks=5, priorities=3, lease=2, max_deliveries=3,
                         worker_timeout=3) for p in B.POLICIES]
@@ -59,6 +65,11 @@ def build(cfg: B.BrokerConfig | E.ElectionConfig) -> Model:
     return fast(m)
 
 
+def build_composed(bc: B.BrokerConfig, ec: E.ElectionConfig) -> Model:
+    """The composition of a broker and an election sharing one clock."""
+    return fast(compose(B.build(bc, symmetry=False), E.build(ec)))
+
+
 def fast(m: Model) -> Model:
     """The compiled form of ``m`` (same actions, generated straight-line code)."""
     from taskward.models.compiled import compile_model
@@ -72,7 +83,7 @@ def explorer_rows(m: Model, res: Exploration, invs: list[Invariant]) -> list[Res
     stats: dict[str, Any] = {"states": res.states, "transitions": res.transitions,
              "depth": res.depth,
              "seconds": round(res.seconds, 3), "states_per_second": int(res.rate),
-             "complete": res.complete, "never_fired": never}
+             "complete": res.complete, "never_fired": never, "fired": dict(res.fired)}
     rows = []
     for inv in invs:
         cex = res.violations.get(inv.id)
@@ -124,6 +135,11 @@ def verify_correct(bounds: Bounds = DEFAULT, progress: Progress | None = None,
         for cfg in bounds.explorer:
             m = build(cfg)
             say(f"explorer: {m.name} {cfg.bound()}")
+            res = explore(m, progress=explorer_progress(say, m.name))
+            rows += explorer_rows(m, res, applicable(m))
+        for bc, ec in bounds.composed:
+            m = build_composed(bc, ec)
+            say(f"explorer: {m.name}")
             res = explore(m, progress=explorer_progress(say, m.name))
             rows += explorer_rows(m, res, applicable(m))
     if "hypothesis" in checkers:
