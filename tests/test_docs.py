@@ -29,6 +29,7 @@ TINY = Bounds(
                              worker_timeout=1),
               E.ElectionConfig(nodes=2, lease=2, member_timeout=2, margin=1, max_pause=0,
                                stale_cap=2, isolation=False)),
+    composed=(),
     hypothesis=(B.BrokerConfig(workers=2, tasks=2, priorities=2, lease=1, max_deliveries=1,
                                worker_timeout=2),),
     examples=5, steps=10)

@@ -110,9 +110,23 @@ def model_for(r: Result) -> Model:
 
     if " mutant=" in r.model:
         return MUTANTS[r.model.split(" mutant=", 1)[1]].build()
+    if r.model.startswith("composed"):
+        return _composed_for(r)
     if r.model.startswith("election"):
         return E.build(_config(E.ElectionConfig, r.bound))
     return B.build(_config(B.BrokerConfig, r.bound))
+
+
+def _composed_for(r: Result) -> Model:
+    """A composite's parts carry settings its bound does not print: match the verify bounds."""
+    from taskward.check.verify import DEFAULT
+    from taskward.models.core import compose
+
+    for bc, ec in getattr(DEFAULT, "composed", ()):
+        m = compose(B.build(bc, symmetry=False), E.build(ec))
+        if m.name == r.model and m.config.bound() == r.bound:
+            return m
+    raise ValueError(f"cannot rebuild {r.model} at {r.bound}; pass the model explicitly")
 
 
 def _config(cls: type[Any], bound: Mapping[str, Any]) -> Any:
