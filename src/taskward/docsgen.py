@@ -359,6 +359,10 @@ REPO_LINKS: dict[str, str] = {
     "Hypothesis machines": "src/taskward/check/stateful.py",
     "Z3 checks": "src/taskward/check/z3check.py",
     "verify": "src/taskward/check/verify.py",
+    "lockstep checker": "src/taskward/check/lockstep.py",
+    "lockstep oracle": "src/taskward/check/oracle.py",
+    "implementation adapters": "src/taskward/check/adapters.py",
+    "CI reports (JUnit, ITF)": "src/taskward/reporting.py",
     "explorer tests": "tests/model/test_explorer.py",
     "mutant tests": "tests/model/test_mutants.py",
     "Hypothesis tests": "tests/model/test_stateful.py",
@@ -366,6 +370,8 @@ REPO_LINKS: dict[str, str] = {
     "backend differential tests": "tests/backends/test_differential.py",
     "election backend tests": "tests/backends/test_election.py",
     "documentation generator": "src/taskward/docsgen.py",
+    "documentation tests": "tests/test_docs.py",
+    "report tests": "tests/test_reporting.py",
 }
 
 
@@ -378,7 +384,7 @@ def invariant_links(inv: Invariant) -> list[str]:
     tests = (["backend rule tests", "backend differential tests"] if inv.system == "broker"
              else ["election backend tests"])
     code = [model, "invariant registry", "Z3 encodings", "explorer", "Hypothesis machines",
-            "Z3 checks"]
+            "Z3 checks", "lockstep oracle"]
     return ["- Code: " + ", ".join(link(x) for x in code),
             "- Tests: " + ", ".join(link(x) for x in
                                     ["explorer tests", "mutant tests", "Hypothesis tests", *tests])]
