@@ -152,10 +152,9 @@ class StepEnc:
     def relation(self) -> Term:
         """``Trans(pre, post)`` with ``act`` naming the instance that fires."""
         n = len(self.insts)
-        parts = [z3.And(self.act >= 0, self.act < n)]
-        for i in range(n):
-            eqs = [p == as_int(e) for p, e in zip(self.post, self.effects[i], strict=True)]
-            parts.append(z3.Implies(self.act == i, z3.And(self.guards[i], *eqs)))
+        parts = [self.act >= 0, self.act < n, _select(self.act, self.guards)]
+        for j, p in enumerate(self.post):
+            parts.append(p == _select(self.act, [as_int(e[j]) for e in self.effects]))
         return z3.And(parts)
 
     def mid(self, i: int) -> tuple[V, ...]:
@@ -167,6 +166,23 @@ class StepEnc:
 
     def fires(self, name: str) -> list[int]:
         return [i for i, (a, _) in enumerate(self.insts) if a.name == name]
+
+
+def _select(act: Term, terms: list[Term]) -> Term:
+    """``terms[act]`` as an if-chain over the groups of instances that agree on the term.
+
+    Most instances leave most slots unchanged, so grouping equal terms (the
+    largest group is the default) keeps the chain short and lets the solver
+    see at once which slots a step may touch."""
+    groups: dict[int, tuple[Term, list[int]]] = {}
+    for i, t in enumerate(terms):
+        key = t.get_id()
+        groups.setdefault(key, (t, []))[1].append(i)
+    ordered = sorted(groups.values(), key=lambda g: len(g[1]))
+    out = ordered[-1][0]
+    for t, idx in ordered[:-1]:
+        out = z3.If(z3.Or([act == i for i in idx]), t, out)
+    return out
 
 
 def step(m: Model, pre: list[Term], post: list[Term], tag: str) -> StepEnc:

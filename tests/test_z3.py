@@ -1,0 +1,136 @@
+"""The Z3 checks agree with the explorer, and their proofs and counterexamples are real.
+
+The symbolic relation is generated from the model's actions, so the first test
+pins it against the concrete model on every reachable state of small bounds;
+the rest compare verdicts with the exhaustive explorer and replay every
+solver counterexample through the executable model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import z3
+from taskward.models import broker as B
+from taskward.models import election as E
+from taskward.models.core import CONCRETE, Model
+from taskward.models.mutants import MUTANTS
+from taskward.specs import z3enc as Z
+from taskward.specs.invariants import BY_ID
+
+from taskward.check import z3check as C
+from taskward.check.explorer import explore, replay
+
+TINY_SHARED = B.BrokerConfig(policy="shared", workers=1, tasks=2, priorities=2, lease=1,
+                             max_deliveries=1, worker_timeout=1, crashes=False)
+TINY_RR = B.BrokerConfig(policy="round_robin", workers=2, tasks=1, priorities=1, lease=1,
+                         max_deliveries=1, worker_timeout=1)
+TINY_ELECTION = E.ElectionConfig(nodes=2, lease=2, member_timeout=1, stale_cap=1, margin=1,
+                                 max_pause=1)
+SAFETY_MUTANTS = sorted(n for n, mu in MUTANTS.items()
+                        if all(BY_ID[i].kind == "safety" for i in mu.breaks))
+
+
+def tiny_models() -> list[Model]:
+    return [B.build(TINY_SHARED, symmetry=False), B.build(TINY_RR), E.build(TINY_ELECTION)]
+
+
+def test_z3_ops_fold_concrete_values_and_build_terms_otherwise() -> None:
+    o, x = Z.Z3OPS, z3.Int("x")
+    assert o.ite(True, 1, x) == 1
+    assert o.and_(True, True) is True
+    assert o.and_(x > 0, False) is False
+    assert o.or_(False, x > 0).eq(x > 0)
+    assert o.not_(False) is True
+    s = z3.Solver()
+    s.add(o.b2i(o.and_(x > 0, x < 2)) + o.ite(x == 1, 5, 0) == 6)
+    assert s.check() == z3.sat and s.model()[x].as_long() == 1
+
+
+@pytest.mark.parametrize("model", tiny_models(), ids=lambda m: m.name)
+def test_the_generated_relation_agrees_with_the_model_on_every_reachable_state(
+        model: Model) -> None:
+    """Guard, successor and answer of every unpruned instance, evaluated by z3 and by Python."""
+    res = explore(model, liveness=False)
+    assert res.complete
+    graph = model.extra["_graph"]
+    pre, post = Z.frame(model, "p"), Z.frame(model, "q")
+    st = Z.step(model, pre, post, "s")
+    states = graph.states[:: max(1, len(graph.states) // 150)]
+    for s in states:
+        zs = z3.Solver()
+        zs.add(*[v == x for v, x in zip(pre, s, strict=True)])
+        assert zs.check() == z3.sat
+        zm = zs.model()
+        for i, (a, args) in enumerate(st.insts):
+            enabled = bool(a.guard(CONCRETE, s, *args))
+            assert z3.is_true(zm.eval(st.guards[i], model_completion=True)) == enabled
+            if enabled:
+                eff, r = a.effect(CONCRETE, s, *args)
+                got = [zm.eval(Z.as_int(e), model_completion=True).as_long()
+                       for e in st.effects[i]]
+                assert got == [int(v) for v in eff], (a.name, args)
+                assert zm.eval(Z.as_int(st.results[i]), model_completion=True).as_long() == int(r)
+
+
+@pytest.mark.parametrize("index,depth", [(0, 9), (1, 10), (2, 8)],
+                         ids=["shared", "round_robin", "election"])
+def test_bmc_and_the_explorer_pass_the_correct_models(index: int, depth: int) -> None:
+    """The broker bounds are below the BMC depth, so both checks cover every reachable state."""
+    model = tiny_models()[index]
+    res = explore(model, liveness=False)
+    assert res.complete and not res.violations
+    rows = C.bmc(model, depth, timeout_s=30)
+    assert {r.invariant for r in rows} == set(res.checked)
+    assert all(r.verdict == "pass" and r.bound["depth"] == depth for r in rows), rows
+    if model.name.startswith("broker"):
+        assert res.depth < depth
+
+
+@pytest.mark.parametrize("name", SAFETY_MUTANTS)
+def test_bmc_kills_each_safety_mutant_like_the_explorer_and_the_trace_replays(name: str) -> None:
+    mu = MUTANTS[name]
+    m = mu.build()
+    start = time.perf_counter()
+    rows = C.bmc(m, 12, timeout_s=10, invariants=list(mu.breaks))
+    assert time.perf_counter() - start < 10
+    assert {r.invariant for r in rows if r.verdict == "fail"} == set(mu.breaks)
+    inv = BY_ID[mu.breaks[0]]
+    trace = rows[0].counterexample
+    assert trace is not None
+    path = [(s["action"], tuple(s["args"])) for s in trace]
+    steps = replay(m, path)
+    assert C.violates(m, inv, [m.init, *[s.post for s in steps]], path)
+    ex = explore(m, invariants=[inv], liveness=False, stop_on_violation=True)
+    assert inv.id in ex.violations
+    # the explorer prunes instances that equal a heartbeat in the correct model; BMC never
+    # prunes, so its shortest trace is never longer (nack-loses-task: shorter).
+    assert len(path) <= len(ex.violations[inv.id].steps)
+
+
+@pytest.mark.parametrize("model", tiny_models(), ids=lambda m: m.name)
+def test_induction_proves_every_safety_invariant_of_the_correct_models(model: Model) -> None:
+    rows = C.induction(model, timeout_s=30)
+    assert rows and all(r.verdict == "pass" for r in rows), [(r.invariant, r.note) for r in rows]
+    assert {r.invariant for r in rows} == {i.id for i in C.safety_of(model)}
+
+
+def test_induction_without_a_needed_lemma_shows_a_readable_cti(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(Z.LEMMAS, "I3a", ())
+    (row,) = C.induction(E.build(TINY_ELECTION), invariants=["I3a"])
+    assert row.verdict == "unknown"
+    assert row.note.startswith("CTI: I3a (transition) does not survive leader_write(")
+    assert row.stats["cti"]["pre"]["wage"] == 0
+
+
+def test_induction_does_not_pass_a_mutant() -> None:
+    (row,) = C.induction(MUTANTS["epoch-reuse"].build(), invariants=["I3a"])
+    assert row.verdict != "pass"
+
+
+def test_unknown_is_reported_when_the_budget_runs_out() -> None:
+    rows = C.bmc(tiny_models()[0], 50, timeout_s=10, budget_s=0.5)
+    assert rows and all(r.verdict == "unknown" for r in rows)
+    assert all(r.stats["depth_reached"] < 50 for r in rows)
