@@ -7,6 +7,7 @@ reports are judged on the shapes the checkers really emit.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import types
 import xml.etree.ElementTree as ET
@@ -199,3 +200,19 @@ def test_election_traces_are_refused_for_implementations() -> None:
     row = verify_mutant("no-fencing", checkers=("explorer",))[0]
     with pytest.raises(ValueError, match="only broker traces"):
         R.replay_document(R.row_itf(row), MUTANTS["no-fencing"].build())
+
+
+def test_the_fixture_fails_a_test_with_the_reason_in_a_project_of_its_own(
+        tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_theirs.py").write_text(
+        "def test_memory(taskward_conformance):\n"
+        "    assert taskward_conformance('memory', examples=3, steps=8)\n\n"
+        "def test_missing(taskward_conformance):\n"
+        "    taskward_conformance('nosuchpkg_abc:factory', examples=2, steps=5)\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-p", "taskward.pytest_plugin", "test_theirs.py"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 failed, 1 passed" in run.stdout
+    assert "cannot import 'nosuchpkg_abc'" in run.stdout

@@ -60,3 +60,7 @@ def _check(out: Path, fresh: str) -> int:
 
 def _say(msg: str) -> None:
     click.echo(msg, err=True)
+
+
+if __name__ == "__main__":
+    docs_command()
