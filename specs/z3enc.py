@@ -371,3 +371,19 @@ def strengthening(inv: Invariant) -> tuple[Lemma, ...]:
 def strengthening_text(inv: Invariant) -> str:
     """The text the docs render for ``inv``'s strengthening."""
     return "; ".join(f"{lm.name}: {lm.text}" for lm in strengthening(inv))
+
+
+# ------------------------------------------------------------------ progress (I5)
+
+
+def progress_rank(o: Ops, m: Model, s: SymState) -> V:
+    """I5's ranking: per unfinished task, (max_deliveries - dl) * (lease + 2), plus
+    ``exp + 1`` while LEASED. Deliveries, acks, dead-letters, nacks and lease
+    expiry all lower it; only publish and extend can raise it."""
+    L, c = m.layout, m.config
+    total: V = 0
+    for t in range(c.tasks):
+        st, dl, exp = L.get(s, "st", t), L.get(s, "dl", t), L.get(s, "exp", t)
+        left = (c.max_deliveries - dl) * (c.lease + 2)
+        total = total + o.ite(st == B.READY, left, o.ite(st == B.LEASED, left + exp + 1, 0))
+    return total

@@ -134,3 +134,10 @@ def test_unknown_is_reported_when_the_budget_runs_out() -> None:
     rows = C.bmc(tiny_models()[0], 50, timeout_s=10, budget_s=0.5)
     assert rows and all(r.verdict == "unknown" for r in rows)
     assert all(r.stats["depth_reached"] < 50 for r in rows)
+
+
+def test_the_progress_ranking_is_proven_for_the_correct_broker_and_not_without_expiry() -> None:
+    (ok,) = C.ranking(B.build(TINY_RR))
+    assert ok.verdict == "pass" and ok.checker == "z3-ranking"
+    (bad,) = C.ranking(MUTANTS["no-lease-expiry"].build())
+    assert bad.verdict == "unknown" and "falls-on-progress" in bad.note

@@ -23,6 +23,7 @@ from taskward.models import broker as B
 from taskward.models import election as E
 from taskward.models.core import CONCRETE, Model, State
 from taskward.specs import z3enc as Z
+from taskward.specs.invariants import INVARIANTS as C_INVS
 from taskward.specs.invariants import Invariant, applicable
 
 Progress = Callable[[str], None]
@@ -306,6 +307,68 @@ def decode_cti(m: Model, st: Z.StepEnc, zm: Any, broken: str) -> dict[str, Any]:
             "text": text}
 
 
+# ------------------------------------------------------------------ progress
+
+
+RAISES_RANK = frozenset({"publish", "extend"})
+
+
+def ranking(model: Model, timeout_s: float = 30.0) -> list[Result]:
+    """The ranking half of I5, proven for every state satisfying I9's inductive invariant.
+
+    Proven: (a) no step other than publish or extend raises
+    :func:`~taskward.specs.z3enc.progress_rank`; (b) it strictly falls on every
+    fetch that delivers, every accepted ack or nack, and every advance while
+    some lease has time left; (c) it is 0 exactly when no task is READY or
+    LEASED. Not proven here: that a weakly fair run without publish/extend
+    takes a falling step within a fixed number of steps (the explorer's
+    fair-cycle search covers that at small bounds)."""
+    if not model.name.startswith("broker"):
+        return []
+    inv = next(i for i in C_INVS if i.id == "I9")
+    pre, post = Z.frame(model, "pre"), Z.frame(model, "post")
+    st = Z.step(model, pre, post, "next")
+    r0, r1 = (Z.as_int(Z.progress_rank(Z.Z3OPS, model, x)) for x in (pre, post))
+    timer = _Timer(timeout_s, _consecution_solver(timeout_s))
+    timer.solver.add(st.relation(), *[f(pre) for _, f in conjuncts(model, inv)])
+    goals = [("never-raised", z3.Or(_acts(st, RAISES_RANK), r1 <= r0)),
+             ("falls-on-progress", z3.Or(z3.Not(_progress_step(model, st)), r1 < r0)),
+             ("zero-iff-finished", (r0 == 0) == z3.Not(_unfinished(model, pre)))]
+    failed = [n for n, g in goals if timer.check(z3.Not(g)) != z3.unsat]
+    verdict: Verdict = "unknown" if failed else "pass"
+    note = (f"not proven: {', '.join(failed)}" if failed else
+            "rank never rises except by publish/extend, falls on every delivery, accepted "
+            "ack/nack and running-lease tick; fair-window bound not proven")
+    return [Result("I5", "z3-ranking", verdict, {**model.config.bound(), "depth": "unbounded"},
+                   {**timer.stats(), "goals": [n for n, _ in goals]}, None, model.name, note)]
+
+
+def _acts(st: Z.StepEnc, names: frozenset[str]) -> Any:
+    return z3.Or([st.act == i for i, (a, _) in enumerate(st.insts) if a.name in names])
+
+
+def _progress_step(m: Model, st: Z.StepEnc) -> Any:
+    """The instance that fires is one the ranking must strictly fall on."""
+    L, c = m.layout, m.config
+    parts = []
+    for i, (a, _) in enumerate(st.insts):
+        if a.name == "fetch":
+            parts.append(z3.And(st.act == i, Z.as_int(st.results[i]) != B.NONE))
+        elif a.name in ("ack", "nack"):
+            parts.append(z3.And(st.act == i, Z.as_int(st.results[i]) == 1))
+        elif a.name == "advance":
+            running = z3.Or([z3.And(L.get(st.pre, "st", t) == B.LEASED,
+                                    L.get(st.pre, "exp", t) > 0) for t in range(c.tasks)])
+            parts.append(z3.And(st.act == i, running))
+    return z3.Or(parts)
+
+
+def _unfinished(m: Model, s: Any) -> Any:
+    L = m.layout
+    return z3.Or([z3.Or(L.get(s, "st", t) == B.READY, L.get(s, "st", t) == B.LEASED)
+                  for t in range(m.config.tasks)])
+
+
 # ------------------------------------------------------------------ defaults
 
 
@@ -325,5 +388,6 @@ def prove_all(depth: int = 6, timeout_s: float = 30.0, *,
     rows: list[Result] = []
     for m in default_models():
         rows += induction(m, timeout_s, progress=progress)
+        rows += ranking(m, timeout_s)
         rows += bmc(m, depth, timeout_s, progress=progress)
     return rows
