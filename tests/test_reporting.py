@@ -6,6 +6,7 @@ reports are judged on the shapes the checkers really emit.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -210,8 +211,11 @@ def test_the_fixture_fails_a_test_with_the_reason_in_a_project_of_its_own(
         "    assert taskward_conformance('memory', examples=3, steps=8)\n\n"
         "def test_missing(taskward_conformance):\n"
         "    taskward_conformance('nosuchpkg_abc:factory', examples=2, steps=5)\n")
+    auto = any(ep.value == "taskward.pytest_plugin"
+               for ep in importlib.metadata.entry_points(group="pytest11"))
+    enable = [] if auto else ["-p", "taskward.pytest_plugin"]  # never register it twice
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-p", "taskward.pytest_plugin", "test_theirs.py"],
+                          *enable, "test_theirs.py"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "1 failed, 1 passed" in run.stdout
