@@ -190,8 +190,11 @@ def check(rows: list[Row]) -> None:
     """The runs of a model must explore the same space (else the rates mean nothing)."""
     for r in rows:
         runs = r.runs
-        same = {(runs[k]["states"], runs[k]["transitions"], tuple(runs[k]["violations"]))
-                for k in ("interpreted", "compiled", "fused")}
+        # a run cut by the state limit stops in the middle of a state's successors,
+        # one cut by time between two states: only complete runs agree on transitions
+        full = runs["interpreted"]["complete"]
+        same = {(runs[k]["states"], runs[k]["transitions"] if full else 0,
+                 tuple(runs[k]["violations"])) for k in ("interpreted", "compiled", "fused")}
         if len(same) != 1:
             raise SystemExit(f"{r.system}: the explorations differ: {runs}")
         if runs["interpreted"]["complete"] and runs["fused_full"]["states"] != runs[
