@@ -129,11 +129,21 @@ def bmc(model: Model, depth: int, timeout_s: float = 10.0, *,
         for tr in tracks:
             if tr.verdict is None:
                 _bmc_query(un, tr, k)
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            _over_budget(tracks, k)
+            break
         if progress is not None:
             progress(f"z3-bmc {model.name}: depth {k} ({timer.seconds:.1f}s solver)")
         if all(tr.verdict is not None for tr in tracks):
             break
     return [_bmc_result(model, tr, depth, timer) for tr in tracks]
+
+
+def _over_budget(tracks: list[_Track], k: int) -> None:
+    """A depth finished after the budget does not count as reached within it."""
+    for tr in tracks:
+        if tr.verdict is None and tr.depth_ok == k:
+            tr.depth_ok = k - 1
 
 
 def _bmc_query(un: _Unroll, tr: _Track, k: int) -> None:
