@@ -31,7 +31,7 @@ from taskward.specs.invariants import INVARIANTS, Invariant
 
 Progress = Callable[[str], None]
 EVIDENCE_FORMAT = 1
-CHECKER_ORDER = ("explorer", "hypothesis", "z3-bmc", "z3-induction", "lockstep")
+CHECKER_ORDER = ("explorer", "hypothesis", "z3-bmc", "z3-induction", "z3-ranking", "lockstep")
 DOC_DIR = "docs"
 """Links in the document are relative to this folder of the repository."""
 
@@ -176,6 +176,8 @@ def size_text(r: Result) -> str:
     if r.checker == "z3-induction":
         lemmas = ", ".join(s.get("lemmas") or []) or "no lemma"
         return f"unbounded depth; lemmas: {lemmas}"
+    if r.checker == "z3-ranking":
+        return f"unbounded depth; goals: {', '.join(s.get('goals') or [])}"
     if r.checker == "lockstep" and "runs" in r.bound:
         return f"{r.bound['runs']:,} runs, {r.bound.get('steps', 0):,} steps"
     return ", ".join(f"{k}={v}" for k, v in sorted(s.items()) if not isinstance(v, dict | list))
@@ -552,8 +554,9 @@ class Doc:
                "passes on the correct model, and every action fires at least once.",
                "- **hypothesis** (stateful random walks at larger bounds, shrunk on failure, "
                "with bounded fair drains for liveness): no violation.",
-               "- **z3-bmc / z3-induction** (bounded model checking to a stated depth; "
-               "inductive proofs with the strengthening above): pass or an honest unknown.",
+               "- **z3-bmc / z3-induction / z3-ranking** (bounded model checking to a "
+               "stated depth; inductive proofs with the strengthening above; the ranking "
+               "function of I5): pass or an honest unknown.",
                "- **lockstep** (an implementation driven step by step beside the model): "
                "every answer in the model's allowed set.",
                "- **mutants**: every naive claim is refuted with a short counterexample; a "
