@@ -28,13 +28,17 @@ def console() -> Console:
 
 
 def fmt_bound(b: dict[str, Any]) -> str:
+    """``W=2 T=2 lease=1 ...``; a composite's keys keep a one-letter part prefix."""
     short = {"workers": "W", "tasks": "T", "priorities": "P", "lease": "lease",
              "max_deliveries": "maxdel", "worker_timeout": "wto", "nodes": "N",
              "member_timeout": "mto", "margin": "margin", "max_pause": "pause",
-             "max_drift": "drift", "examples": "examples", "steps_per_example": "steps",
-             "broker.workers": "W", "broker.tasks": "T", "election.nodes": "N",
-             "depth": "depth"}
-    return " ".join(f"{short.get(k, k)}={v}" for k, v in b.items() if k != "policy")
+             "max_drift": "drift", "examples": "examples", "steps_per_example": "steps"}
+    out = []
+    for key, value in b.items():
+        part, _, name = key.rpartition(".")
+        if name != "policy":
+            out.append(f"{part[:1] + '.' if part else ''}{short.get(name, name)}={value}")
+    return " ".join(out)
 
 
 def fmt_stats(r: Result) -> str:

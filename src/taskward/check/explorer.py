@@ -14,6 +14,7 @@ one is disabled).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from typing import Any
 import networkx as nx
 
 from taskward.models import broker as B
+from taskward.models.compiled import state_check_fn, successors_fn
 from taskward.models.core import CONCRETE, Model, State, Step
 from taskward.specs.invariants import Invariant, applicable
 
@@ -126,33 +128,25 @@ def explore(m: Model, *, max_states: int = 2_000_000, max_seconds: float = 120.0
     _check_state(m, g, 0, safety, res)
     step_checks = {a.name: [(i, p) for i in safety for p in i.step_preds(a.name)]
                    for a in m.actions}
-    instances = m.instances()
+    succ = successors_fn(m, step_checks)
+    state_ok = state_check_fn(m, [(inv, inv.state) for inv in safety if inv.state is not None])
     frontier = 0
-    while frontier < len(g.states):
-        if len(g.states) >= max_states or time.perf_counter() - start > max_seconds:
-            break
-        if stop_on_violation and res.violations:
-            break
-        i = frontier
-        frontier += 1
-        s = g.states[i]
-        for a, args in instances:
-            if not m.enabled(s, a, args, prune=True):
-                continue
-            post, result = a.effect(CONCRETE, s, *args)
-            res.fired[a.name] += 1
-            res.transitions += 1
-            checks = step_checks[a.name]
-            if checks:
-                _check_step(m, g, i, s, a.name, args, post, result, checks, res)
-            post = canon(post)
-            j = g.index.get(post)
-            if j is None:
-                j = g.add(post, i, (a.name, args, result), g.depth[i] + 1)
-                _check_state(m, g, j, safety, res)
-            g.edges[i].append((j, a.name, args, result))
-        if progress is not None and i % 5000 == 0:
-            progress(len(g.states), res.transitions, g.depth[i])
+    gc_was_on = gc.isenabled()
+    gc.disable()  # the search builds no reference cycles; the collector would only rescan it
+    try:
+        while frontier < len(g.states):
+            if len(g.states) >= max_states or time.perf_counter() - start > max_seconds:
+                break
+            if stop_on_violation and res.violations:
+                break
+            i = frontier
+            frontier += 1
+            _expand(m, g, i, succ, state_ok, canon, step_checks, safety, res)
+            if progress is not None and i % 5000 == 0:
+                progress(len(g.states), res.transitions, g.depth[i])
+    finally:
+        if gc_was_on:
+            gc.enable()
     res.complete = frontier >= len(g.states)
     res.states = len(g.states)
     res.depth = max(g.depth)
@@ -166,6 +160,26 @@ def explore(m: Model, *, max_states: int = 2_000_000, max_seconds: float = 120.0
     res.seconds = time.perf_counter() - start
     m.extra["_graph"] = g
     return res
+
+
+def _expand(m: Model, g: _Graph, i: int, succ: Any, state_ok: Any, canon: Any,
+            step_checks: dict[str, Any], safety: list[Invariant], res: Exploration) -> None:
+    """Add every successor of state ``i``; the generated checks are a fast filter, and
+    only an edge or state they reject is re-checked one predicate at a time to report it."""
+    s = g.states[i]
+    edges = g.edges[i]
+    for name, args, result, post, ok in succ(s):
+        res.fired[name] += 1
+        res.transitions += 1
+        if not ok:
+            _check_step(m, g, i, s, name, args, post, result, step_checks[name], res)
+        post = canon(post)
+        j = g.index.get(post)
+        if j is None:
+            j = g.add(post, i, (name, args, result), g.depth[i] + 1)
+            if not state_ok(post):
+                _check_state(m, g, j, safety, res)
+        edges.append((j, name, args, result))
 
 
 def _check_state(m: Model, g: _Graph, j: int, safety: list[Invariant],
