@@ -16,6 +16,7 @@ then shrinks a failure to a minimal trace, written as a replay file.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -205,9 +206,13 @@ class Session:
     def drain_election(self) -> None:
         """Every node ticks each round with time passing: the minimum node must lead."""
         c = self.oracle.config
-        for _ in range(2 * c.election_lease_ms + c.member_timeout_ms + 1):
-            for n in sorted(c.nodes):
+        for r in range(2 * c.election_lease_ms + c.member_timeout_ms + 1):
+            # the first round runs largest id first, so a larger node is granted and
+            # must resign to a smaller one in the next round: the resign path is
+            # exercised by every drain, not only by lucky random runs
+            for n in sorted(c.nodes, reverse=r == 0):
                 self.do("tick", {"node": n})
+                self.do("is_leader", {"node": n})
             self.do("advance", {"ms": 1})
         for n in sorted(c.nodes):
             self.do("tick", {"node": n})
@@ -215,6 +220,10 @@ class Session:
 
 
 # ------------------------------------------------------------------ the machine
+
+
+class ShrinkBudget(BaseException):
+    """Shrinking has had its time: keep the shortest failing trace seen so far."""
 
 
 @dataclass
@@ -229,11 +238,29 @@ class Campaign:
     failure: Mismatch | None = None
     abort: Abort | None = None
     seconds: float = 0.0
+    shrink_seconds: float = 5.0
+    first_failure_at: float | None = None
+    best: tuple[list[Row], Mismatch] | None = None
+
+    def failed(self, rows: list[Row], mismatch: Mismatch) -> None:
+        """Remember the shortest failing trace: shrinking may be cut short by its budget."""
+        if self.first_failure_at is None:
+            self.first_failure_at = time.perf_counter()
+        if self.best is None or len(rows) <= len(self.best[0]):
+            self.best = (list(rows), mismatch)
+
+    def out_of_budget(self) -> bool:
+        return (self.first_failure_at is not None
+                and time.perf_counter() - self.first_failure_at > self.shrink_seconds)
+
+
+CORE_OPS = frozenset({"advance", "publish", "fetch", "tick"})
+"""Always in a run's swarm: without them nothing else has anything to act on."""
 
 
 def op_menu(caps: list[str]) -> list[str]:
     """The operations a run may draw, by the declared capabilities (weights by repetition)."""
-    ops = ["advance"]
+    ops = ["advance", "advance"]
     if "broker" in caps:
         ops += ["publish", "publish", "fetch", "fetch", "ack", "ack", "nack", "extend",
                 "heartbeat", "dead_letters"]
@@ -245,6 +272,17 @@ def op_menu(caps: list[str]) -> list[str]:
     return ops
 
 
+@functools.lru_cache(maxsize=4096)
+def _choice(options: tuple[Any, ...]) -> Any:
+    """One strategy object per option tuple: building strategies costs more than drawing."""
+    return st.sampled_from(options)
+
+
+@functools.lru_cache(maxsize=64)
+def _upto(hi: int) -> Any:
+    return st.integers(0, hi)
+
+
 class Driver:
     """Draws the arguments of each operation from what the oracle knows."""
 
@@ -252,21 +290,22 @@ class Driver:
         self.s, self.data = session, data
 
     def draw(self, strategy: Any, label: str) -> Any:
-        return self.data.draw(strategy, label=label)
+        return self.data.draw(strategy)
 
     def args(self, op: str) -> dict[str, Any] | None:
         c, o = self.s.config, self.s.oracle
         if op == "publish":
             return self.publish_args()
         if op in ("fetch", "heartbeat"):
-            return {"worker": self.draw(st.sampled_from(c.workers), "worker")}
+            return {"worker": self.draw(_choice(tuple(c.workers)), "worker")}
         if op in ("ack", "nack", "extend"):
             return self.settle_args(op)
         if op == "dead_letters" or op == "restart":
             return {}
         if op == "advance":
-            return {"ms": self.draw(st.sampled_from((1, 1, 1, 2, c.lease_ms)), "ms")}
-        node = self.draw(st.sampled_from(sorted(c.nodes)), "node")
+            ms = (1, 1, 2, c.lease_ms, c.worker_timeout_ms)
+            return {"ms": self.draw(_choice(ms), "ms")}
+        node = self.draw(_choice(tuple(sorted(c.nodes))), "node")
         if op in ("tick", "is_leader"):
             return {"node": node}
         return {"node": node, "epoch": self.epoch(node, o.grants), "value": o.grants}
@@ -274,20 +313,21 @@ class Driver:
     def publish_args(self) -> dict[str, Any]:
         o = self.s.oracle
         reuse = o.published > 0 and (not o.can_publish()
-                                     or self.draw(st.integers(0, 7), "reuse") == 0)
+                                     or self.draw(_upto(7), "reuse") == 0)
         fresh = f"t{o.published + 1}"
-        task_id = self.draw(st.sampled_from(o.task_ids), "task") if reuse else fresh
-        priority = self.draw(st.integers(0, o.config.priorities - 1), "priority")
+        task_id = self.draw(_choice(tuple(o.task_ids)), "task") if reuse else fresh
+        priority = self.draw(_upto(o.config.priorities - 1), "priority")
         return {"task_id": task_id, "priority": priority}
 
     def settle_args(self, op: str) -> dict[str, Any] | None:
+        """Mostly a task the worker holds (or held until its lease ran out); sometimes not."""
         o = self.s.oracle
-        worker = self.draw(st.sampled_from(o.config.workers), "worker")
-        held = o.held_by(worker)
-        if held and self.draw(st.integers(0, 4), "held") > 0:
-            task = self.draw(st.sampled_from(held), "task")
+        held = [(w, t) for w in o.config.workers for t in o.held_by(w)]
+        if held and self.draw(_upto(4), "held") > 0:
+            worker, task = self.draw(_choice(tuple(held)), "task")
         elif o.task_ids:
-            task = self.draw(st.sampled_from([*o.task_ids, "t-unknown"]), "task")
+            worker = self.draw(_choice(tuple(o.config.workers)), "worker")
+            task = self.draw(_choice(tuple([*o.task_ids, "t-unknown"])), "task")
         else:
             return None
         args: dict[str, Any] = {"worker": worker, "task_id": task}
@@ -298,13 +338,13 @@ class Driver:
     def epoch(self, node: str, current: int) -> int:
         """Mostly what the node was told it leads with; sometimes current, stale or ahead."""
         said = self.s.said_epoch.get(node, self.s.oracle.believed_epoch(node))
-        choice = self.draw(st.integers(0, 5), "epoch")
+        choice = self.draw(_upto(5), "epoch")
         return int([said, said, said, current, current - 1, current + 1][choice])
 
     def stranger(self) -> tuple[str, dict[str, Any]]:
         """A call naming someone outside the configuration: it must be rejected."""
         ops = [op for op in ("fetch", "heartbeat", "tick", "is_leader") if self.allowed(op)]
-        op = self.draw(st.sampled_from(ops), "stranger")
+        op = self.draw(_choice(tuple(ops)), "stranger")
         key = "node" if op in ("tick", "is_leader") else "worker"
         return op, {key: STRANGER}
 
@@ -341,15 +381,17 @@ def machine(campaign: Campaign, make: Callable[[dict[str, Any]], Adapter]
 
         @initialize(swarm=st.sets(st.sampled_from(kinds), min_size=1))
         def choose_swarm(self, swarm: set[str]) -> None:
-            self.allowed = set(swarm) | {"advance"}
+            self.allowed = set(swarm) | (set(kinds) & CORE_OPS)
             self.open()
 
         @rule(data=st.data())
         def step(self, data: Any) -> None:
+            if campaign.out_of_budget():
+                raise ShrinkBudget
             s = self.open()
             d = Driver(s, data)
             ops = [op for op in menu if op in self.allowed]
-            op = data.draw(st.sampled_from(ops), label="op")
+            op = data.draw(_choice(tuple(ops)))
             try:
                 if op == "stranger":
                     name, args = d.stranger()
@@ -358,6 +400,10 @@ def machine(campaign: Campaign, make: Callable[[dict[str, Any]], Adapter]
                 drawn = d.args(op)
                 if drawn is not None:
                     s.do(op, drawn)
+            except Mismatch as m:
+                self.failed = True
+                campaign.failed(s.rows, m)
+                raise
             except BaseException:
                 self.failed = True
                 raise
@@ -366,9 +412,9 @@ def machine(campaign: Campaign, make: Callable[[dict[str, Any]], Adapter]
             s = self.session
             try:
                 if s is not None and not self.failed:
-                    if "broker" in campaign.caps:
+                    if "broker" in campaign.caps and s.unfinished():
                         s.drain_broker()
-                    if "election" in campaign.caps:
+                    if "election" in campaign.caps and s.stats.calls.get("tick"):
                         s.drain_election()
             finally:
                 if s is not None:
@@ -379,10 +425,15 @@ def machine(campaign: Campaign, make: Callable[[dict[str, Any]], Adapter]
 
 
 def run_campaign(spec: str, policy: str, caps: list[str], *, examples: int = 100,
-                 steps: int = 30, timeout: float = 5.0, shrink: bool = True) -> Campaign:
-    """Run one policy's campaign; a failure leaves the shrunk minimal trace in ``rows``."""
+                 steps: int = 30, timeout: float = 5.0, shrink: bool = True,
+                 shrink_seconds: float = 5.0) -> Campaign:
+    """Run one policy's campaign; a failure leaves the shrunk minimal trace in ``rows``.
+
+    Shrinking stops after ``shrink_seconds`` (each candidate replays a whole
+    run, which for a subprocess is slow); the shortest failing trace seen by
+    then is the one reported, and it replays like any other."""
     config = CheckConfig(policy=policy, priorities=3 if "priority" in caps else 1)
-    campaign = Campaign(policy, caps, config)
+    campaign = Campaign(policy, caps, config, shrink_seconds=shrink_seconds)
     make = opener(spec, timeout)
     phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else [])
     conf = settings(max_examples=examples, stateful_step_count=steps, deadline=None,
@@ -396,6 +447,14 @@ def run_campaign(spec: str, policy: str, caps: list[str], *, examples: int = 100
         campaign.failure = m
     except Abort as a:
         campaign.abort = a
+    except (ShrinkBudget, Exception):
+        # Cutting shrinking short can make Hypothesis report its own error (the
+        # cut run drew less data than the one it replays); the shortest failing
+        # trace recorded so far is still a real, replayable failure.
+        if campaign.best is None:
+            raise
+    if campaign.best is not None and campaign.abort is None:
+        campaign.rows, campaign.failure = campaign.best
     campaign.seconds = time.perf_counter() - start
     if campaign.failure is None and campaign.abort is None:
         campaign.rows = []
@@ -442,11 +501,17 @@ def check(spec: str, *, policies: tuple[str, ...] = (), examples: int = 100, ste
         verdict: Verdict = "unknown" if isinstance(exc, CallTimeout) else "fail"
         row = Result("-", "lockstep", verdict, {}, note=f"could not start: {exc}", model=spec)
         return Report(spec, form, [], [row], {}, [], None, str(exc))
-    declared = [p for p in B.POLICIES if p in caps] or (["shared"] if "broker" not in caps
+    # per-worker policies first: they exercise every rule shared does, and more
+    order = ("round_robin", "work_stealing", "shared")
+    declared = [p for p in order if p in caps] or (["shared"] if "broker" not in caps
                                                          else [])
     chosen = [p for p in declared if not policies or p in policies]
-    campaigns = [run_campaign(spec, p, caps, examples=examples, steps=steps, timeout=timeout)
-                 for p in chosen]
+    campaigns: list[Campaign] = []
+    for p in chosen:
+        campaigns.append(run_campaign(spec, p, caps, examples=examples, steps=steps,
+                                      timeout=timeout))
+        if campaigns[-1].failure or campaigns[-1].abort:
+            break  # the verdict is fail (or unknown) already: report the first trace
     return summarise(spec, form, caps, campaigns, policies)
 
 

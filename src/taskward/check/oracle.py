@@ -394,6 +394,8 @@ def _fallback(o: Oracle, op: str, args: dict[str, Any], kind: str, value: Any) -
         return ["I3a"]
     if op == "fetch" and kind == OK and value is not None and o.task(value) is None:
         return ["I1"]
+    if op == "fetch" and kind == OK and value is None:
+        return ["I5"]  # a task the contract delivers now stays undelivered
     return []
 
 
