@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from reference import Reference  # noqa: E402
+from reference import Reference
 
 ARGS = {"publish": ("task_id", "priority"), "fetch": ("worker",),
         "ack": ("worker", "task_id"), "nack": ("worker", "task_id", "requeue"),

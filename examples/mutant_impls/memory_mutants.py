@@ -6,6 +6,7 @@ for: the production backend with one rule changed.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from taskward.api import DuplicateTaskError
@@ -28,10 +29,8 @@ def memory_leases_never_expire(config: dict[str, Any]) -> BuiltinImpl:
 class _AcceptDuplicates(BuiltinImpl):
     def publish(self, task_id: str, priority: int) -> None:
         """A reused id is silently accepted instead of rejected."""
-        try:
+        with contextlib.suppress(DuplicateTaskError):
             super().publish(task_id, priority)
-        except DuplicateTaskError:
-            pass
 
 
 def memory_duplicate_ids(config: dict[str, Any]) -> BuiltinImpl:

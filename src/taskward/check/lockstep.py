@@ -43,6 +43,7 @@ REPLAY_FORMAT = "taskward-replay/1"
 BROKER_INVARIANTS = ("I1", "I2", "I5", "I6", "I7", "I9")
 ELECTION_INVARIANTS = ("I3a", "I3b", "I4", "I8")
 STRANGER = "zz-not-configured"
+POLICIES_RUN = ("shared", "round_robin", "work_stealing")
 
 
 class Mismatch(AssertionError):
@@ -136,7 +137,8 @@ class Session:
     def do(self, op: str, args: dict[str, Any]) -> Reply:
         """One call to both sides; raises Mismatch, or Abort on timeout / broken protocol."""
         allowed = self.oracle.expect(op, args)
-        row = Row(op, dict(args), allowed=" | ".join(o.describe() for o in allowed))
+        row = Row(op, dict(args), allowed=" | ".join(
+            ("ok" if o.kind == OK and op in UNIT_RESULT else o.describe()) for o in allowed))
         self.rows.append(row)
         self.stats.calls[op] = self.stats.calls.get(op, 0) + 1
         self.stats.steps += 1
@@ -238,7 +240,7 @@ class Campaign:
     failure: Mismatch | None = None
     abort: Abort | None = None
     seconds: float = 0.0
-    shrink_seconds: float = 5.0
+    shrink_seconds: float = 3.0
     first_failure_at: float | None = None
     best: tuple[list[Row], Mismatch] | None = None
 
@@ -426,7 +428,7 @@ def machine(campaign: Campaign, make: Callable[[dict[str, Any]], Adapter]
 
 def run_campaign(spec: str, policy: str, caps: list[str], *, examples: int = 100,
                  steps: int = 30, timeout: float = 5.0, shrink: bool = True,
-                 shrink_seconds: float = 5.0) -> Campaign:
+                 shrink_seconds: float = 3.0) -> Campaign:
     """Run one policy's campaign; a failure leaves the shrunk minimal trace in ``rows``.
 
     Shrinking stops after ``shrink_seconds`` (each candidate replays a whole
@@ -455,10 +457,54 @@ def run_campaign(spec: str, policy: str, caps: list[str], *, examples: int = 100
             raise
     if campaign.best is not None and campaign.abort is None:
         campaign.rows, campaign.failure = campaign.best
+        minimise(campaign, make, shrink_seconds)
     campaign.seconds = time.perf_counter() - start
     if campaign.failure is None and campaign.abort is None:
         campaign.rows = []
     return campaign
+
+
+def replay_calls(make: Callable[[dict[str, Any]], Adapter], config: CheckConfig,
+                 caps: list[str], calls: list[tuple[str, dict[str, Any]]]
+                 ) -> tuple[list[Row], Mismatch] | None:
+    """Re-run calls on a fresh pair; the rows and mismatch if it still fails, else None."""
+    impl = make(config.to_json())
+    session = Session(impl, config, caps)
+    try:
+        for op, args in calls:
+            session.do(op, args)
+    except Mismatch as m:
+        return session.rows, m
+    except (ValueError, KeyError, AssertionError):
+        return None  # the shortened trace is not a valid run (e.g. settles an unknown task)
+    finally:
+        impl.close()
+    return None
+
+
+def minimise(campaign: Campaign, make: Callable[[dict[str, Any]], Adapter],
+             budget: float) -> None:
+    """Delete chunks of calls while the trace still fails (within a time budget).
+
+    Hypothesis shrinks the random part; this also shortens the fair drains that
+    close a run and finishes any shrinking the budget cut short."""
+    deadline = time.perf_counter() + budget
+    calls = [(r.op, r.args) for r in campaign.rows]
+    chunk = max(len(calls) // 2, 1)
+    while chunk >= 1 and time.perf_counter() < deadline:
+        i = 0
+        while i < len(calls) and time.perf_counter() < deadline:
+            shorter = calls[:i] + calls[i + chunk:]
+            try:
+                found = replay_calls(make, campaign.config, campaign.caps, shorter)
+            except (Abort, ProtocolFailure, CallTimeout):
+                found = None
+            if found is not None:
+                calls = [(r.op, r.args) for r in found[0]]
+                campaign.rows, campaign.failure = found
+            else:
+                i += chunk
+        chunk //= 2
 
 
 # ------------------------------------------------------------------ the whole check
