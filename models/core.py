@@ -267,6 +267,18 @@ class Model:
         return f"{name}({', '.join(map(str, args))})"
 
 
+def unpruned(m: Model) -> Model:
+    """The same model with no explorer filter: every instance a client could call.
+
+    A filter is sound only where a skipped step's effect equals another, kept
+    step's (a rejected ack is a heartbeat). A mutant breaks exactly such
+    equalities, so mutants are always explored unpruned."""
+    acts = tuple(Action(a.name, a.params, a.guard, a.effect, a.kind, a.doc, a.prelude, None)
+                 for a in m.actions)
+    return Model(m.name, m.layout, m.init, acts, m.config, m.canon, m.describe_args, m.mutant,
+                 dict(m.extra))
+
+
 def count(o: Ops, xs: Sequence[V]) -> V:
     """How many of the booleans ``xs`` hold."""
     total: V = 0

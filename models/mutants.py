@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from taskward.models import broker as B
 from taskward.models import election as E
-from taskward.models.core import Model, Ops, SymState, V, Writer
+from taskward.models.core import Model, Ops, SymState, V, Writer, unpruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +41,15 @@ ELECTION_SMALL = E.ElectionConfig(nodes=2, lease=2, member_timeout=2, margin=1, 
 
 def _broker(rules: type[B.Broker], name: str, **cfg: object) -> Callable[[], Model]:
     def make() -> Model:
-        return B.build(replace(BROKER_SMALL, **cfg), rules=rules, mutant=name)  # type: ignore[arg-type]
+        return unpruned(B.build(replace(BROKER_SMALL, **cfg),  # type: ignore[arg-type]
+                                rules=rules, mutant=name))
     return make
 
 
 def _election(rules: type[E.Election], name: str, **cfg: object) -> Callable[[], Model]:
     def make() -> Model:
-        return E.build(replace(ELECTION_SMALL, **cfg), rules=rules, mutant=name)  # type: ignore[arg-type]
+        return unpruned(E.build(replace(ELECTION_SMALL, **cfg),  # type: ignore[arg-type]
+                                rules=rules, mutant=name))
     return make
 
 

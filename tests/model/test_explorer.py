@@ -85,3 +85,23 @@ def test_a_broken_part_is_caught_inside_the_composition() -> None:
     res = explore(compose(MUTANTS["lifo"].build(), election), stop_on_violation=True)
     assert list(res.violations) == ["I2"]
     assert [s.action for s in res.violations["I2"].steps][-1] == "broker.fetch"
+
+
+@pytest.mark.parametrize("policy", B.POLICIES)
+def test_the_explorer_filter_only_skips_calls_that_act_like_a_heartbeat(policy: str) -> None:
+    """Soundness of ``prune`` on the correct model: on every reachable state, a
+    skipped ack/nack/extend leads where ``heartbeat`` of that worker leads."""
+    from taskward.models.core import CONCRETE
+
+    m = B.build(B.BrokerConfig(policy=policy, **TINY), symmetry=False)  # type: ignore[arg-type]
+    explore(m, liveness=False)
+    skipped = 0
+    for s in m.extra["_graph"].states:
+        for a, args in m.instances():
+            if a.prune is None or not a.guard(CONCRETE, s, *args) or a.prune(CONCRETE, s, *args):
+                continue
+            skipped += 1
+            post, result = a.effect(CONCRETE, s, *args)
+            assert result == 0
+            assert tuple(post) == m.apply(s, "heartbeat", (args[0],)).post
+    assert skipped > 1000

@@ -19,7 +19,7 @@ from taskward.check.stateful import Violation, check_step, walk
 TRACE_LENGTH = {
     "own-view-election": 2, "no-fencing": 6, "tail-redelivery": 5, "no-lease-expiry": 12,
     "rr-dead-worker": 11, "lifo": 3, "steal-leased": 3, "stale-ack": 4,
-    "restart-drops-leases": 3, "nack-loses-task": 3, "priority-inversion": 3, "no-stealing": 2,
+    "restart-drops-leases": 3, "nack-loses-task": 2, "priority-inversion": 3, "no-stealing": 2,
     "sticky-cursor": 2, "dead-letter-off-by-one": 6, "pause-beyond-margin": 6,
     "non-minimal-grant": 5, "never-resign": 13, "epoch-reuse": 5,
 }
