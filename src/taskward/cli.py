@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from taskward.check.verdict import EXIT, Result, overall
@@ -55,15 +56,16 @@ def results_table(rows: list[Result]) -> Table:
     for col in ("invariant", "checker", "model", "verdict", "bound", "states / examples", "time"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.invariant, r.checker, r.model, f"[{STYLE[r.verdict]}]{r.verdict}[/]",
-                  fmt_bound(r.bound), fmt_stats(r), f"{r.stats.get('seconds', 0):.1f}s")
+        secs = float(r.stats.get("seconds", r.stats.get("solver_s", 0)) or 0)
+        t.add_row(r.invariant, r.checker, escape(r.model), f"[{STYLE[r.verdict]}]{r.verdict}[/]",
+                  escape(fmt_bound(r.bound)), escape(fmt_stats(r)), f"{secs:.1f}s")
     return t
 
 
 def print_trace(con: Console, r: Result) -> None:
     """A counterexample as a numbered list: action, answer, and the state change that matters."""
-    con.print(f"\n[bold]Counterexample for {r.invariant}[/] ({r.checker}, {r.model})"
-              + (f": {r.note}" if r.note else ""))
+    con.print(f"\n[bold]Counterexample for {r.invariant}[/] ({r.checker}, {escape(r.model)})"
+              + (f": {escape(r.note)}" if r.note else ""))
     loop_shown = False
     for st in r.counterexample or []:
         if st.get("loop") and not loop_shown:
@@ -72,7 +74,7 @@ def print_trace(con: Console, r: Result) -> None:
         changes = st.get("changes") or {}
         delta = ", ".join(f"{k}: {a}->{b}" for k, (a, b) in changes.items())
         res = f" -> {st['result']}" if "result" in st else ""
-        con.print(f"  {st['i']:>3}. {st['label']}{res}   [dim]{delta}[/]")
+        con.print(f"  {st['i']:>3}. {escape(st['label'])}{res}   [dim]{escape(delta)}[/]")
 
 
 def write_json(path: str, rows: list[Result]) -> None:
@@ -91,7 +93,7 @@ def main() -> None:
 @click.option("--mutant", help="Check a deliberately broken model (expected verdict: fail).")
 @click.option("--list-mutants", is_flag=True, help="List the model mutants and exit.")
 @click.option("--checker", "checkers", multiple=True,
-              type=click.Choice(["explorer", "hypothesis"]),
+              type=click.Choice(["explorer", "hypothesis", "z3"]),
               help="Run only these checkers (repeatable). Default: all.")
 def verify(json_path: str | None, mutant: str | None, list_mutants: bool,
            checkers: tuple[str, ...]) -> None:
@@ -104,7 +106,7 @@ def verify(json_path: str | None, mutant: str | None, list_mutants: bool,
         for name, mu in MUTANTS.items():
             con.print(f"{name:24s} breaks {','.join(mu.breaks):5s}  {mu.claim}")
         return
-    chosen = checkers or ("explorer", "hypothesis")
+    chosen = checkers or V.ALL_CHECKERS
     start = time.perf_counter()
     with con.status("starting") as status:
         def progress(msg: str) -> None:
@@ -124,6 +126,41 @@ def verify(json_path: str | None, mutant: str | None, list_mutants: bool,
     verdict = overall(rows)
     con.print(f"\nverdict: [{STYLE[verdict]}]{verdict}[/] ({len(rows)} checks, "
               f"{time.perf_counter() - start:.1f}s)")
+    if json_path:
+        write_json(json_path, rows)
+    sys.exit(EXIT[verdict])
+
+
+@main.command()
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
+@click.option("--depth", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Bounded model checking depth.")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+              help="Seconds per solver query; a query that runs out is unknown.")
+@click.option("--max-depth-seconds", type=float,
+              help="Also report how deep bounded model checking gets within this budget.")
+def prove(json_path: str | None, depth: int, timeout_s: float,
+          max_depth_seconds: float | None) -> None:
+    """Z3: inductive proofs, the I5 ranking function and bounded model checking.
+
+    Sizes: 4 tasks, 3 workers (each policy), 3 nodes."""
+    from taskward.check import z3check
+
+    con = console()
+    start = time.perf_counter()
+    with con.status("starting") as status:
+        rows = z3check.prove_all(depth, timeout_s, progress=status.update)
+        if max_depth_seconds:
+            for m in z3check.default_models():
+                status.update(f"depth within {max_depth_seconds:.0f}s: {m.name}")
+                reached = z3check.max_depth_within(m, max_depth_seconds)
+                con.print(f"{m.name}: bounded model checking reached depth {reached} "
+                          f"within {max_depth_seconds:.0f}s")
+    con.print(results_table(rows))
+    solver = sum(float(r.stats.get("solver_s", 0) or 0) for r in rows)
+    verdict = overall(rows)
+    con.print(f"\nverdict: [{STYLE[verdict]}]{verdict}[/] ({len(rows)} checks, solver "
+              f"{solver:.1f}s, wall {time.perf_counter() - start:.1f}s)")
     if json_path:
         write_json(json_path, rows)
     sys.exit(EXIT[verdict])

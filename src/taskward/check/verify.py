@@ -33,6 +33,8 @@ class Bounds:
     hypothesis: tuple[B.BrokerConfig | E.ElectionConfig, ...]
     examples: int
     steps: int
+    solver: tuple[tuple[B.BrokerConfig | E.ElectionConfig, int], ...] = ()
+    """Sizes for Z3 induction, with the bounded-model-checking depth for each."""
 
 
 DEFAULT = Bounds(
@@ -56,7 +58,12 @@ DEFAULT = Bounds(
         + [E.ElectionConfig(nodes=4, lease=3, member_timeout=3, margin=1, max_pause=1,
                             max_drift=0)]),
     examples=60, steps=40,
+    solver=tuple(
+        [(B.BrokerConfig(policy=p, workers=2, tasks=3, priorities=2, lease=2, max_deliveries=2,
+                         worker_timeout=2), 6 if p == "shared" else 4) for p in B.POLICIES]
+        + [(E.ElectionConfig(nodes=3, lease=3, member_timeout=3, margin=1, max_pause=1), 6)]),
 )
+ALL_CHECKERS = ("explorer", "hypothesis", "z3")
 
 
 def build(cfg: B.BrokerConfig | E.ElectionConfig) -> Model:
@@ -127,7 +134,7 @@ def explorer_progress(say: Progress, name: str) -> Callable[[int, int, int], Non
 
 
 def verify_correct(bounds: Bounds = DEFAULT, progress: Progress | None = None,
-                   checkers: tuple[str, ...] = ("explorer", "hypothesis")) -> list[Result]:
+                   checkers: tuple[str, ...] = ALL_CHECKERS) -> list[Result]:
     """Run every checker on the correct model; every row is expected to pass."""
     say = progress or (lambda _m: None)
     rows: list[Result] = []
@@ -147,11 +154,27 @@ def verify_correct(bounds: Bounds = DEFAULT, progress: Progress | None = None,
             m = build(cfg)
             say(f"hypothesis: {m.name} {cfg.bound()}")
             rows += hypothesis_rows(m, applicable(m), bounds.examples, bounds.steps)
+    if "z3" in checkers:
+        rows += solver_rows(bounds, say)
+    return rows
+
+
+def solver_rows(bounds: Bounds, say: Progress) -> list[Result]:
+    """Inductive proofs (any depth) and bounded model checking at the solver sizes."""
+    from taskward.check import z3check
+
+    rows: list[Result] = []
+    for cfg, depth in bounds.solver:
+        m = B.build(cfg) if isinstance(cfg, B.BrokerConfig) else E.build(cfg)
+        say(f"z3: induction on {m.name} {cfg.bound()}")
+        rows += z3check.induction(m, timeout_s=30.0)
+        say(f"z3: bounded model checking of {m.name} to depth {depth}")
+        rows += z3check.bmc(m, depth, timeout_s=20.0)
     return rows
 
 
 def verify_mutant(name: str, progress: Progress | None = None,
-                  checkers: tuple[str, ...] = ("explorer", "hypothesis")) -> list[Result]:
+                  checkers: tuple[str, ...] = ALL_CHECKERS) -> list[Result]:
     """Check a model mutant on the invariants it must break; a correct check fails it."""
     mu = get_mutant(name)
     say = progress or (lambda _m: None)
@@ -168,6 +191,12 @@ def verify_mutant(name: str, progress: Progress | None = None,
     if "hypothesis" in checkers:
         say(f"hypothesis: mutant {name}")
         rows += hypothesis_rows(m, invs, 2000, 30)
+    safety = [i.id for i in invs if i.kind == "safety"]
+    if "z3" in checkers and safety:
+        from taskward.check import z3check
+
+        say(f"z3: bounded model checking of mutant {name}")
+        rows += z3check.bmc(mu.build(), 8, timeout_s=20.0, invariants=safety)
     for r in rows:
         r.model = f"{m.name} mutant={name}"
     return rows
