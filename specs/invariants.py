@@ -228,6 +228,12 @@ def i9_state(o: Ops, m: Model, s: SymState) -> V:
 
 # ------------------------------------------------------------------------ the registry
 
+BROKER_FACTS = ("Unpublished tasks have st UNPUB, dl 0, ackc 0; nseq == npub; READY => "
+                "dl < max_deliveries; ackc[t] == 1 iff ACKED.")
+ELECTION_FACTS = "bel[n] + margin <= lease + paused[n] + drift[n]."
+"""Lemmas every proof of that system uses (proven with the claim, never assumed;
+the solver's versions are in ``taskward.specs.z3enc``)."""
+
 BROKER_OPS = frozenset({"publish", "fetch", "nack", "extend", "heartbeat", "advance", "crash"})
 
 INVARIANTS: tuple[Invariant, ...] = (
@@ -245,8 +251,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "safety", "broker", i1_state,
         ((frozenset({"ack"}), _i1_ack), (BROKER_OPS, _i1_other),
          (frozenset({"restart"}), _i1_restart)),
-        strengthening="npub <= tasks; a task of index >= npub is unpublished with no owner, "
-                      "lease or deliveries."),
+        strengthening=BROKER_FACTS),
     Invariant(
         "I2", "OrderedDelivery", "brokers emit tasks in the order they were published",
         "Every delivery takes, from the queue it draws from, the READY task of highest "
@@ -258,7 +263,8 @@ INVARIANTS: tuple[Invariant, ...] = (
         "once tasks are redelivered at the tail (a counterexample is shown) or priorities "
         "differ.",
         "safety", "broker", None, ((frozenset({"fetch"}), i2_fetch),),
-        strengthening="sq[t] == t for every published task t (seq is the publish order)."),
+        strengthening=BROKER_FACTS + " sq[t] == t for every published task t (seq is the "
+                      "publish order)."),
     Invariant(
         "I3a", "SingleLeader (fenced)", "at most one coordinator acts as leader at any time",
         "Each epoch is granted to at most one node, epochs strictly increase, and the store "
@@ -270,8 +276,8 @@ INVARIANTS: tuple[Invariant, ...] = (
         "matter what it believes.",
         "safety", "election", None,
         ((frozenset({"leader_write"}), i3a_write), (frozenset({"tick"}), i3a_grant)),
-        strengthening="holder != none => stale[holder] == 0; at most one node has stale 0; "
-                      "wage >= stale of the holder."),
+        strengthening=ELECTION_FACTS + " At most one node has stale == 0; wage == 0 => wnode "
+                      "is a node with stale == 0."),
     Invariant(
         "I3b", "SingleLeader (belief)", "at most one coordinator acts as leader at any time",
         "At most one node believes it leads at any instant. Holds only while pauses plus "
@@ -282,15 +288,16 @@ INVARIANTS: tuple[Invariant, ...] = (
         "belief ends no later than the store's lease. The store grants again only after its "
         "lease expired or was resigned (and resigning ends the belief at once).",
         "safety", "election", i3b_state,
-        strengthening="bel[n] > 0 => holder == n and bel[n] + paused[n] + drift[n] "
-                      "<= lrem + margin... (see the solver encoding)."),
+        strengthening=ELECTION_FACTS + " bel[n] > 0 => holder == n and bel[n] + margin <= "
+                      "lrem + paused[n] + drift[n]."),
     Invariant(
         "I4", "MinIdLeader", "election chooses the minimum identifier",
         "Every grant goes to the smallest id among the members whose heartbeat is fresh in "
         "the store at that instant.",
         "A grant happens inside the candidate's own tick, after its heartbeat, and only when "
         "no live member has a smaller id; the check and the grant are one atomic store step.",
-        "safety", "election", None, ((frozenset({"tick"}), i4_grant),)),
+        "safety", "election", None, ((frozenset({"tick"}), i4_grant),),
+        strengthening=ELECTION_FACTS),
     Invariant(
         "I5", "Progress", "active workers eventually drain their assigned queues",
         "Under weak fairness (every live worker that could be handed a task eventually "
@@ -302,14 +309,21 @@ INVARIANTS: tuple[Invariant, ...] = (
         "delivery spends one of max_deliveries, after which the task is dead-lettered. The "
         "seed's 'tasks persist until acknowledged' without expiry loses this: a task leased "
         "to a crashed worker is never delivered again.",
-        "liveness", "broker"),
+        "liveness", "broker",
+        strengthening="Ranking function: sum over READY/LEASED tasks of (max_deliveries - dl) "
+                      "* (lease + 2), plus exp + 1 while LEASED; proven never to rise except by "
+                      "publish or extend and to fall on every delivery, settle and running-lease "
+                      "tick (the bound on fair steps is not yet proven)."),
     Invariant(
         "I6", "RoundRobinBalance", "assigns each incoming task to the next worker in turn",
         "Among workers live throughout, round-robin assignment counts differ by at most one.",
         "The cursor moves just past every worker it assigns to, so between two assignments "
         "to the same always-live worker the cursor passes every other always-live worker, "
         "which is assigned first.",
-        "safety", "broker", i6_state, policies=("round_robin", "work_stealing")),
+        "safety", "broker", i6_state, policies=("round_robin", "work_stealing"),
+        strengthening=BROKER_FACTS + " gone[k] == 0 => age[k] < worker_timeout; for "
+                      "always-live workers i before j reading cyclically from the cursor: "
+                      "asg[i] <= asg[j] <= asg[i] + 1."),
     Invariant(
         "I7", "WorkConserving", "idle workers pull tasks from peers",
         "With stealing on, fetch returns nothing only when no queue it may draw from holds a "
@@ -318,7 +332,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "looks at its own queue, then at the peer with the most READY tasks, and only READY "
         "tasks are eligible.",
         "safety", "broker", None, ((frozenset({"fetch"}), i7_fetch),),
-        policies=("work_stealing",)),
+        policies=("work_stealing",), strengthening=BROKER_FACTS),
     Invariant(
         "I8", "Convergence", "random shuffles confirm convergence",
         "With stable membership and no faults, under weak fairness of every up node's tick "
@@ -333,7 +347,7 @@ INVARIANTS: tuple[Invariant, ...] = (
         "Deliveries only increase at fetch, and a task whose count reached max_deliveries is "
         "dead-lettered instead of returning to READY; an ack needs a LEASED task, and ACKED "
         "is final.",
-        "safety", "broker", i9_state),
+        "safety", "broker", i9_state, strengthening=BROKER_FACTS),
 )
 
 BY_ID = {i.id: i for i in INVARIANTS}

@@ -110,9 +110,9 @@ def verify(json_path: str | None, mutant: str | None, list_mutants: bool,
     start = time.perf_counter()
     with con.status("starting") as status:
         def progress(msg: str) -> None:
-            status.update(msg)
+            status.update(escape(msg))
             if not con.is_terminal:
-                con.print(f"[dim]{msg}[/]")
+                con.print(f"[dim]{escape(msg)}[/]")
         try:
             rows = (V.verify_mutant(mutant, progress, chosen) if mutant
                     else V.verify_correct(V.DEFAULT, progress, chosen))
@@ -149,7 +149,8 @@ def prove(json_path: str | None, depth: int, timeout_s: float,
     con = console()
     start = time.perf_counter()
     with con.status("starting") as status:
-        rows = z3check.prove_all(depth, timeout_s, progress=status.update)
+        rows = z3check.prove_all(depth, timeout_s,
+                                 progress=lambda msg: status.update(escape(msg)))
         if max_depth_seconds:
             for m in z3check.default_models():
                 status.update(f"depth within {max_depth_seconds:.0f}s: {m.name}")
