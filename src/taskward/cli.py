@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from taskward.check.conformance_cli import check_command, replay_command
 from taskward.check.verdict import EXIT, Result, overall
+from taskward.docs_cli import docs_command
 from taskward.runtime_cli import publish_command, stats_command, worker_command
 
 STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
@@ -82,21 +84,37 @@ def write_json(path: str, rows: list[Result]) -> None:
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def write_reports(rows: list[Result], json_path: str | None, junit_path: str | None,
+                  suite: str) -> None:
+    """The machine-readable outputs CI systems read."""
+    if json_path:
+        write_json(json_path, rows)
+    if junit_path:
+        from taskward.reporting import write_junit
+
+        write_junit(junit_path, rows, suite)
+
+
 @click.group()
 @click.version_option(package_name="taskward")
 def main() -> None:
     """taskward: distributed task execution, and the model that proves it right."""
 
 
+JUNIT = click.option("--junit", "junit_path", type=click.Path(dir_okay=False),
+                     help="Write JUnit XML: one test case per invariant, checker and model.")
+
+
 @main.command()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
+@JUNIT
 @click.option("--mutant", help="Check a deliberately broken model (expected verdict: fail).")
 @click.option("--list-mutants", is_flag=True, help="List the model mutants and exit.")
 @click.option("--checker", "checkers", multiple=True,
               type=click.Choice(["explorer", "hypothesis", "z3"]),
               help="Run only these checkers (repeatable). Default: all.")
-def verify(json_path: str | None, mutant: str | None, list_mutants: bool,
-           checkers: tuple[str, ...]) -> None:
+def verify(json_path: str | None, junit_path: str | None, mutant: str | None,
+           list_mutants: bool, checkers: tuple[str, ...]) -> None:
     """Check invariants I1-I9 on the reference model at the default bounds."""
     from taskward.check import verify as V
     from taskward.models.mutants import MUTANTS
@@ -126,20 +144,20 @@ def verify(json_path: str | None, mutant: str | None, list_mutants: bool,
     verdict = overall(rows)
     con.print(f"\nverdict: [{STYLE[verdict]}]{verdict}[/] ({len(rows)} checks, "
               f"{time.perf_counter() - start:.1f}s)")
-    if json_path:
-        write_json(json_path, rows)
+    write_reports(rows, json_path, junit_path, "taskward verify")
     sys.exit(EXIT[verdict])
 
 
 @main.command()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
+@JUNIT
 @click.option("--depth", type=click.IntRange(min=1), default=6, show_default=True,
               help="Bounded model checking depth.")
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
               help="Seconds per solver query; a query that runs out is unknown.")
 @click.option("--max-depth-seconds", type=float,
               help="Also report how deep bounded model checking gets within this budget.")
-def prove(json_path: str | None, depth: int, timeout_s: float,
+def prove(json_path: str | None, junit_path: str | None, depth: int, timeout_s: float,
           max_depth_seconds: float | None) -> None:
     """Z3: inductive proofs, the I5 ranking function and bounded model checking.
 
@@ -162,11 +180,13 @@ def prove(json_path: str | None, depth: int, timeout_s: float,
     verdict = overall(rows)
     con.print(f"\nverdict: [{STYLE[verdict]}]{verdict}[/] ({len(rows)} checks, solver "
               f"{solver:.1f}s, wall {time.perf_counter() - start:.1f}s)")
-    if json_path:
-        write_json(json_path, rows)
+    write_reports(rows, json_path, junit_path, "taskward prove")
     sys.exit(EXIT[verdict])
 
 
+main.add_command(check_command)
+main.add_command(replay_command)
+main.add_command(docs_command)
 main.add_command(worker_command)
 main.add_command(stats_command)
 main.add_command(publish_command)
