@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from taskward.check.lockstep import POLICIES_RUN, Report, Row, check, replay, replay_document
@@ -36,7 +37,7 @@ def invariant_table(report: Report) -> Table:
         policy = r.bound.get("policy", "-")
         t.add_row(r.invariant, str(policy), f"[{STYLE[r.verdict]}]{r.verdict}[/]",
                   str(r.bound.get("runs", "")), str(r.bound.get("steps", "")),
-                  r.note[:110])
+                  escape(r.note[:110]))
     return t
 
 
@@ -59,8 +60,9 @@ def trace_table(rows: list[Row], title: str) -> Table:
     for i, r in enumerate(rows, 1):
         style = "bold red" if not r.ok else ""
         tasks = " ".join(f"{k}:{v}" for k, v in r.tasks.items())
-        t.add_row(str(i), r.label(), f"[{style}]{r.answer}[/]" if style else r.answer,
-                  r.allowed, tasks)
+        answer = escape(r.answer)
+        t.add_row(str(i), escape(r.label()), f"[{style}]{answer}[/]" if style else answer,
+                  escape(r.allowed), escape(tasks))
     return t
 
 
@@ -102,7 +104,7 @@ def check_command(impl: str, json_path: str | None, examples: int, steps: int,
     if report.failing is not None and report.failing.rows:
         con.print(trace_table(report.failing.rows, "minimal failing trace"))
     if report.reason:
-        con.print(f"[bold]why:[/] {report.reason}")
+        con.print(f"[bold]why:[/] {escape(report.reason)}")
     if doc is not None:
         Path(replay_file).write_text(json.dumps(doc, indent=2) + "\n")
         con.print(f"replay: taskward replay {replay_file} --impl '{impl}'")
@@ -128,7 +130,7 @@ def replay_command(file: str, impl: str, timeout: float, json_path: str | None) 
         con.print(f"[red]error:[/] {file} is not a usable replay file: {exc}")
         sys.exit(2)
     con.print(trace_table(outcome.rows, f"replay of {file} against {impl}"))
-    con.print(f"{outcome.reason}")
+    con.print(escape(outcome.reason))
     if outcome.invariants:
         con.print(f"breaks: {', '.join(outcome.invariants)}")
     con.print(f"\nverdict: [{STYLE[outcome.verdict]}]{outcome.verdict}[/]")

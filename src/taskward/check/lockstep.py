@@ -264,8 +264,8 @@ def op_menu(caps: list[str]) -> list[str]:
     """The operations a run may draw, by the declared capabilities (weights by repetition)."""
     ops = ["advance", "advance"]
     if "broker" in caps:
-        ops += ["publish", "publish", "fetch", "fetch", "ack", "ack", "nack", "extend",
-                "heartbeat", "dead_letters"]
+        ops += ["publish", "publish", "fetch", "fetch", "fetch", "ack", "ack", "nack", "nack",
+                "extend", "heartbeat", "dead_letters"]
     if "restart" in caps and "broker" in caps:
         ops += ["restart"]
     if "election" in caps:
