@@ -90,3 +90,15 @@ def test_redis_backend_conforms(redis_url: str) -> None:
     report = check(redis_url, examples=30)
     assert_conforms(report, set())
     assert report.verdict() == "pass"
+
+
+@pytest.mark.redis
+def test_redis_check_leaves_no_keys_behind(redis_url: str) -> None:
+    import redis
+
+    check(redis_url, examples=3, policies=("shared",))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert not list(client.scan_iter(match="{check-*"))
+    finally:
+        client.close()

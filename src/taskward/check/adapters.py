@@ -145,7 +145,8 @@ class BuiltinImpl:
     here before the broker sees them.
     """
 
-    def __init__(self, url: str, config: dict[str, Any], cleanup: Callable[[], None]) -> None:
+    def __init__(self, url: str, config: dict[str, Any], cleanup: Callable[[], None],
+                 namespace: str | None = None) -> None:
         import taskward
         from taskward.api import ManualClock
 
@@ -153,8 +154,7 @@ class BuiltinImpl:
         self.workers = set(config["workers"])
         self.nodes = set(config["nodes"])
         self._cleanup = cleanup
-        options: dict[str, Any] = {"namespace": f"check-{uuid.uuid4().hex[:12]}"} \
-            if url.startswith(("redis://", "rediss://")) else {}
+        options: dict[str, Any] = {} if namespace is None else {"namespace": namespace}
         self.broker: Any = taskward.connect(
             url, policy=config["policy"], lease_ms=config["lease_ms"],
             max_deliveries=config["max_deliveries"],
@@ -229,8 +229,24 @@ def builtin_factory(spec: str) -> Callable[[dict[str, Any]], Any]:
             folder = tempfile.mkdtemp(prefix="taskward-check-")
             return BuiltinImpl(f"sqlite:///{folder}/broker.db", config,
                                lambda: shutil.rmtree(folder, ignore_errors=True))
-        return BuiltinImpl(spec, config, lambda: None)
+        namespace = f"check-{uuid.uuid4().hex[:12]}"
+        return BuiltinImpl(spec, config, lambda: drop_namespace(spec, namespace), namespace)
     return make
+
+
+def drop_namespace(url: str, namespace: str) -> None:
+    """Delete the keys one check run left in a Redis server (the run's own namespace only)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match="{" + namespace + "}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass  # cleanup is best effort; the server may be gone after a failed run
+    finally:
+        client.close()
 
 
 # ------------------------------------------------------------------ JSON lines
