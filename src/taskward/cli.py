@@ -19,6 +19,8 @@ from rich.table import Table
 from taskward.check.conformance_cli import check_command, replay_command
 from taskward.check.verdict import EXIT, Result, overall
 from taskward.docs_cli import docs_command
+from taskward.docsgen import size_text
+from taskward.reporting import trace_text, write_junit
 from taskward.runtime_cli import publish_command, stats_command, worker_command
 
 STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
@@ -44,15 +46,6 @@ def fmt_bound(b: dict[str, Any]) -> str:
     return " ".join(out)
 
 
-def fmt_stats(r: Result) -> str:
-    s = r.stats
-    if r.checker == "explorer":
-        return f"{s['states']:,} states, depth {s['depth']}, {s['states_per_second']:,}/s"
-    if r.checker == "hypothesis":
-        return f"{s['examples_run']:,} examples, {s['steps_run']:,} steps"
-    return ", ".join(f"{k}={v}" for k, v in s.items() if k != "seconds")
-
-
 def results_table(rows: list[Result]) -> Table:
     t = Table(title="taskward verify", show_lines=False)
     for col in ("invariant", "checker", "model", "verdict", "bound", "states / examples", "time"):
@@ -60,7 +53,7 @@ def results_table(rows: list[Result]) -> Table:
     for r in rows:
         secs = float(r.stats.get("seconds", r.stats.get("solver_s", 0)) or 0)
         t.add_row(r.invariant, r.checker, escape(r.model), f"[{STYLE[r.verdict]}]{r.verdict}[/]",
-                  escape(fmt_bound(r.bound)), escape(fmt_stats(r)), f"{secs:.1f}s")
+                  escape(fmt_bound(r.bound)), escape(size_text(r)), f"{secs:.1f}s")
     return t
 
 
@@ -68,15 +61,7 @@ def print_trace(con: Console, r: Result) -> None:
     """A counterexample as a numbered list: action, answer, and the state change that matters."""
     con.print(f"\n[bold]Counterexample for {r.invariant}[/] ({r.checker}, {escape(r.model)})"
               + (f": {escape(r.note)}" if r.note else ""))
-    loop_shown = False
-    for st in r.counterexample or []:
-        if st.get("loop") and not loop_shown:
-            con.print("   [dim]-- from here the run repeats forever --[/]")
-            loop_shown = True
-        changes = st.get("changes") or {}
-        delta = ", ".join(f"{k}: {a}->{b}" for k, (a, b) in changes.items())
-        res = f" -> {st['result']}" if "result" in st else ""
-        con.print(f"  {st['i']:>3}. {escape(st['label'])}{res}   [dim]{escape(delta)}[/]")
+    con.print(escape(trace_text(r.counterexample)))
 
 
 def write_json(path: str, rows: list[Result]) -> None:
@@ -90,8 +75,6 @@ def write_reports(rows: list[Result], json_path: str | None, junit_path: str | N
     if json_path:
         write_json(json_path, rows)
     if junit_path:
-        from taskward.reporting import write_junit
-
         write_junit(junit_path, rows, suite)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from taskward.check.adapters import (
     Adapter,
@@ -36,6 +36,7 @@ from taskward.check.adapters import (
     opener,
 )
 from taskward.check.oracle import OK, REJECT, CheckConfig, Oracle, Outcome, attribute
+from taskward.check.stateful import run
 from taskward.check.verdict import Result, Verdict
 from taskward.models import broker as B
 
@@ -444,7 +445,7 @@ def run_campaign(spec: str, policy: str, caps: list[str], *, examples: int = 100
                     phases=phases)
     start = time.perf_counter()
     try:
-        run_state_machine_as_test(machine(campaign, make), settings=conf)  # type: ignore[no-untyped-call]
+        run(machine(campaign, make), settings=conf)
     except Mismatch as m:
         campaign.failure = m
     except Abort as a:
