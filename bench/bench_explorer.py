@@ -36,7 +36,7 @@ TARGET = 50_000
 def models() -> list[tuple[str, Callable[[], Model]]]:
     broker: dict[str, Any] = {"workers": 2, "tasks": 2, "priorities": 2, "lease": 1,
                               "max_deliveries": 2, "worker_timeout": 2}
-    election = E.ElectionConfig(nodes=2, lease=3, member_timeout=3, margin=1, max_pause=1,
+    election = E.ElectionConfig(nodes=2, lease=3, member_timeout=3, margin=2, max_pause=1,
                                 max_drift=1, stale_cap=3)
     out: list[tuple[str, Callable[[], Model]]] = [
         (f"broker[{p}]", partial(B.build, B.BrokerConfig(policy=p, **broker)))
