@@ -20,7 +20,7 @@ from taskward.check.conformance_cli import check_command, replay_command
 from taskward.check.verdict import EXIT, Result, overall
 from taskward.docs_cli import docs_command
 from taskward.docsgen import size_text
-from taskward.reporting import trace_text, write_junit
+from taskward.reporting import trace_text, write_itf_dir, write_junit
 from taskward.runtime_cli import publish_command, stats_command, worker_command
 
 STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
@@ -91,13 +91,15 @@ JUNIT = click.option("--junit", "junit_path", type=click.Path(dir_okay=False),
 @main.command()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
 @JUNIT
+@click.option("--itf", "itf_dir", type=click.Path(file_okay=False),
+              help="Write each counterexample as an ITF trace (Apalache/Quint) in this folder.")
 @click.option("--mutant", help="Check a deliberately broken model (expected verdict: fail).")
 @click.option("--list-mutants", is_flag=True, help="List the model mutants and exit.")
 @click.option("--checker", "checkers", multiple=True,
               type=click.Choice(["explorer", "hypothesis", "z3"]),
               help="Run only these checkers (repeatable). Default: all.")
-def verify(json_path: str | None, junit_path: str | None, mutant: str | None,
-           list_mutants: bool, checkers: tuple[str, ...]) -> None:
+def verify(json_path: str | None, junit_path: str | None, itf_dir: str | None,
+           mutant: str | None, list_mutants: bool, checkers: tuple[str, ...]) -> None:
     """Check invariants I1-I9 on the reference model at the default bounds."""
     from taskward.check import verify as V
     from taskward.models.mutants import MUTANTS
@@ -128,6 +130,8 @@ def verify(json_path: str | None, junit_path: str | None, mutant: str | None,
     con.print(f"\nverdict: [{STYLE[verdict]}]{verdict}[/] ({len(rows)} checks, "
               f"{time.perf_counter() - start:.1f}s)")
     write_reports(rows, json_path, junit_path, "taskward verify")
+    if itf_dir:
+        write_itf_dir(itf_dir, rows)
     sys.exit(EXIT[verdict])
 
 
