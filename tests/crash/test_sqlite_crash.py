@@ -160,9 +160,14 @@ def test_four_worker_processes_drain_one_file_without_double_delivery_or_loss(
     for rec in records(out):
         by_task[rec["task"]].append(rec)
     assert set(by_task) == set(ids), "a task was acked without its handler running"
+    unrecorded = 0
     for task_id, recs in by_task.items():
         recs.sort(key=lambda r: r["deliveries"])
-        assert [r["deliveries"] for r in recs] == list(range(1, len(recs) + 1)), task_id
+        numbers = [r["deliveries"] for r in recs]
+        assert len(set(numbers)) == len(numbers), f"{task_id}: one delivery handled twice"
+        unrecorded += numbers[-1] - len(numbers)
         for before, after in itertools.pairwise(recs):
             granted = after["expiry"] - lease
             assert granted >= before["expiry"], f"{task_id} delivered twice within one lease"
+    # the SIGKILLed worker may have fetched one task and died before recording it
+    assert unrecorded <= 1, f"{unrecorded} deliveries left no record"
