@@ -92,20 +92,6 @@ def memory() -> Iterator[Broker]:
     broker.close()
 
 
-@pytest.fixture
-def connect() -> Iterator[Callable[..., Broker]]:
-    """``taskward.connect`` whose brokers are closed after the test, even a failing one."""
-    opened: list[Broker] = []
-
-    def open_one(url: str, **options: Any) -> Broker:
-        opened.append(taskward.connect(url, **options))
-        return opened[-1]
-
-    yield open_one
-    for broker in opened:
-        broker.close()
-
-
 def publish(broker: Broker, out: Path, n: int, **extra: Any) -> list[str]:
     return broker.publish_many([{"out": str(out), "i": i, **extra} for i in range(n)])
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-import taskward
-from taskward.api import Broker
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,20 +28,6 @@ def out(tmp_path: Path) -> Path:
     path = tmp_path / "deliveries"
     path.mkdir()
     return path
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., Broker]]:
-    """``taskward.connect`` whose brokers are closed after the test, even a failing one."""
-    opened: list[Broker] = []
-
-    def open_one(url: str, **options: Any) -> Broker:
-        opened.append(taskward.connect(url, **options))
-        return opened[-1]
-
-    yield open_one
-    for broker in opened:
-        broker.close()
 
 
 class Processes:
