@@ -111,6 +111,10 @@ _TO_DEAD = "UPDATE tasks SET state = 3, owner = NULL, expiry = NULL WHERE seq = 
 _DEAD_ROW = "INSERT INTO dead (task_id, reason, died_ms) VALUES (?, ?, ?)"
 _INSERT = "INSERT INTO tasks (task_id, payload, priority, state, owner) VALUES (?, ?, ?, 0, ?)"
 _INSERT_SHARED = "INSERT INTO tasks (task_id, payload, priority, state) VALUES (?, ?, ?, 0)"
+_INSERT_JSON = (
+    "INSERT INTO tasks (task_id, payload, priority, state, owner) "
+    "SELECT value ->> 0, value ->> 1, value ->> 2, 0, value ->> 3 FROM json_each(?) ORDER BY key"
+)
 _CLAIM = (
     "UPDATE tasks SET state = 1, owner = ?, expiry = ?, deliveries = deliveries + 1 "
     "WHERE seq IN (SELECT seq FROM tasks WHERE state = 0 AND owner IS ? "
@@ -122,6 +126,18 @@ _ACK = "UPDATE tasks SET state = 2, owner = NULL, expiry = NULL " \
 _ACK_MANY = "UPDATE tasks SET state = 2, owner = NULL, expiry = NULL " \
     "WHERE task_id IN (SELECT value FROM json_each(?)) AND state = 1 AND owner = ?"
 _HELD = "SELECT seq, deliveries FROM tasks WHERE task_id = ? AND state = 1 AND owner = ?"
+
+_ENCODE_ROWS = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False,
+).encode
+"""Compact JSON of a batch (rows of str/int/None, or ids) for one ``json_each`` argument.
+
+Not ASCII-escaped: the text only travels to SQLite, which reads UTF-8, and a lone
+surrogate then fails in binding exactly as it does when bound as a column value.
+"""
+
+_JSON_NUL = "\\u0000"
+"""A NUL escape: SQLite's ``->>`` ends a string at a NUL, so such rows are bound one by one."""
 
 
 @dataclass(slots=True)
@@ -430,20 +446,46 @@ class SQLiteBroker(BrokerBackend):
         self, conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[object, ...]],
         tasks: Sequence[NewTask],
     ) -> None:
-        """Insert every row or none; one row needs no savepoint (statements are atomic)."""
-        if len(rows) == 1:
-            try:
+        """Insert every row or none, in order; a stored id raises DuplicateTaskError.
+
+        A batch is one ``INSERT ... SELECT`` over a JSON array of the rows: one
+        statement is atomic (a duplicate aborts it and leaves nothing), and one
+        bound value means no batch size meets SQLite's variable limit. What the
+        JSON cannot carry goes row by row under a savepoint instead.
+        """
+        try:
+            if len(rows) == 1:
                 conn.execute(sql, rows[0])
-            except sqlite3.IntegrityError:
-                raise DuplicateTaskError(self._duplicate_message(conn, tasks)) from None
-            return
+                return
+            text = _ENCODE_ROWS(rows)
+            if self._json_fits(conn, text):
+                conn.execute(_INSERT_JSON, (text,))
+            else:
+                self._insert_rows(conn, sql, rows)
+        except sqlite3.IntegrityError:
+            raise DuplicateTaskError(self._duplicate_message(conn, tasks)) from None
+
+    @staticmethod
+    def _json_fits(conn: sqlite3.Connection, text: str) -> bool:
+        """Whether ``text`` reaches SQLite whole: no NUL escape, within its length limit.
+
+        The length test counts 4 bytes a character, so it never underestimates UTF-8.
+        """
+        return _JSON_NUL not in text and len(text) * 4 <= conn.getlimit(
+            sqlite3.SQLITE_LIMIT_LENGTH)
+
+    @staticmethod
+    def _insert_rows(
+        conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[object, ...]]
+    ) -> None:
+        """Row-by-row insert that a failure undoes completely (several statements)."""
         conn.execute("SAVEPOINT publish")
         try:
             conn.executemany(sql, rows)
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK TO publish")
             conn.execute("RELEASE publish")
-            raise DuplicateTaskError(self._duplicate_message(conn, tasks)) from None
+            raise
         conn.execute("RELEASE publish")
 
     def _duplicate_message(self, conn: sqlite3.Connection, tasks: Sequence[NewTask]) -> str:
@@ -520,12 +562,15 @@ class SQLiteBroker(BrokerBackend):
             if conn.execute(_ACK, (task_ids[0], worker)).rowcount != 1:
                 self._held(conn, worker, task_ids[0])
             return
+        ids = _ENCODE_ROWS(list(task_ids))
         conn.execute("SAVEPOINT ack")
-        ids = json.dumps(list(task_ids))
-        if conn.execute(_ACK_MANY, (ids, worker)).rowcount != len(task_ids):
+        if not self._json_fits(conn, ids) \
+                or conn.execute(_ACK_MANY, (ids, worker)).rowcount != len(task_ids):
             conn.execute("ROLLBACK TO ack")
             for task_id in task_ids:
                 self._held(conn, worker, task_id)
+            # Every task is held, so the JSON list could not name them all: bind each id.
+            conn.executemany(_ACK, [(task_id, worker) for task_id in task_ids])
         conn.execute("RELEASE ack")
 
     def _held(self, conn: sqlite3.Connection, worker: str, task_id: str) -> tuple[int, int, str]:
