@@ -30,8 +30,10 @@ from taskward.models.core import (
     SymState,
     V,
     Writer,
+    clamp,
     clamp_add,
     count,
+    memoised,
 )
 
 UNPUB, READY, LEASED, ACKED, DEAD = range(5)
@@ -135,7 +137,9 @@ def normalise_assignments(o: Ops, c: BrokerConfig, w: Writer) -> None:
         low = o.ite(o.and_(alive[k], w.get("asg", k) < low), w.get("asg", k), low)
     for k in range(c.workers):
         shifted = w.get("asg", k) - low
-        w.set("asg", o.ite(alive[k], o.ite(shifted > 2, 2, shifted), 0), k)
+        # shifted >= 0 already (low is the minimum); clamping below at 0 changes
+        # nothing and tells the solver's width analysis, which cannot see that.
+        w.set("asg", o.ite(alive[k], clamp(o, shifted, 0, 2), 0), k)
 
 
 def ready_in(o: Ops, w: Writer, c: BrokerConfig, k: V) -> list[V]:
@@ -212,6 +216,10 @@ class Broker:
 
     def pre(self, o: Ops, s: SymState, caller: int = NONE) -> tuple[V, ...]:
         """What every broker operation does first, in the contract's order."""
+        return memoised(o, (id(self), caller), s, lambda: self.prelude(o, s, caller))
+
+    def prelude(self, o: Ops, s: SymState, caller: int) -> tuple[V, ...]:
+        """:meth:`pre`'s steps: mark the caller seen, expire leases, reassign orphans."""
         w = Writer(self.L, s)
         if caller != NONE:
             w.set("age", 0, caller)

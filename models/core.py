@@ -279,6 +279,15 @@ def unpruned(m: Model) -> Model:
                  dict(m.extra))
 
 
+def memoised(o: Ops, tag: object, s: SymState,
+             fn: Callable[[], tuple[V, ...]]) -> tuple[V, ...]:
+    """``fn()``, shared among all callers with the same ``tag`` and input under a
+    memoising interpretation (the solver's: one step's instances then share one
+    prelude term); every other interpretation just computes it."""
+    memo = getattr(o, "memo", None)
+    return fn() if memo is None else memo(tag, s, fn)
+
+
 def count(o: Ops, xs: Sequence[V]) -> V:
     """How many of the booleans ``xs`` hold."""
     total: V = 0
@@ -287,10 +296,21 @@ def count(o: Ops, xs: Sequence[V]) -> V:
     return total
 
 
+def clamp(o: Ops, y: V, lo: int, hi: int) -> V:
+    """``y`` kept inside ``[lo, hi]``.
+
+    An interpretation may supply its own ``clamp`` (the interval analysis of
+    the solver's bit widths does: a join of the ``ite`` branches cannot see
+    that the result is bounded); every other one uses the ``ite`` chain."""
+    own = getattr(o, "clamp", None)
+    if own is not None:
+        return own(y, lo, hi)
+    return o.ite(y > hi, hi, o.ite(y < lo, lo, y))
+
+
 def clamp_add(o: Ops, x: V, d: int, lo: int, hi: int) -> V:
     """``x + d`` kept inside ``[lo, hi]``: relative time saturates instead of growing."""
-    y = x + d
-    return o.ite(y > hi, hi, o.ite(y < lo, lo, y))
+    return clamp(o, x + d, lo, hi)
 
 
 # ------------------------------------------------------------------ composition

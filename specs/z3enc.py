@@ -23,6 +23,8 @@ from typing import Any
 import z3
 from taskward.models import broker as B
 from taskward.models.core import Action, Model, Ops, SymState, V, count
+from taskward.specs import intervals
+from taskward.specs.invariants import INVARIANTS as C_INVS
 from taskward.specs.invariants import Invariant
 
 Term = Any
@@ -39,9 +41,27 @@ class Z3Ops:
     Action code mixes configured constants (Python ints and bools) with state
     values; folding the constant cases keeps the terms small and means a
     guard such as ``npub < tasks`` stays a term while ``k == thief`` stays a
-    Python bool."""
+    Python bool.
 
-    __slots__ = ()
+    ``width`` selects the value sort: signed bit-vectors of that many bits
+    (what every checker uses: the solver bit-blasts them to SAT, an order of
+    magnitude faster than integer arithmetic on these if-heavy terms) or, with
+    ``None``, unbounded Ints. ``memo`` lets the instances of one step share a
+    prelude (see :func:`taskward.models.core.memoised`)."""
+
+    __slots__ = ("_memo", "width")
+
+    def __init__(self, width: int | None = None, *, memo: bool = False) -> None:
+        self.width = width
+        self._memo: dict[Any, tuple[tuple[V, ...], Any]] | None = {} if memo else None
+
+    def num(self, x: V) -> Term:
+        """A value as a term of this interpretation's sort (bools stay Bool)."""
+        if _is_term(x):
+            return x
+        if isinstance(x, bool):
+            return z3.BoolVal(x)
+        return z3.BitVecVal(int(x), self.width) if self.width else z3.IntVal(int(x))
 
     def ite(self, c: V, a: V, b: V) -> V:
         if not _is_term(c):
@@ -52,7 +72,7 @@ class Z3Ops:
             return b
         if _same(a, b):
             return a
-        return z3.If(c, a, b)
+        return z3.If(c, self.num(a), self.num(b))
 
     def and_(self, *xs: V) -> V:
         rest = []
@@ -90,7 +110,20 @@ class Z3Ops:
     def b2i(self, x: V) -> V:
         if not _is_term(x):
             return 1 if x else 0
-        return z3.If(x, 1, 0)
+        return z3.If(x, self.num(1), self.num(0))
+
+    def memo(self, tag: Any, s: SymState, fn: Callable[[], tuple[V, ...]]) -> tuple[V, ...]:
+        """``fn()``, computed once per ``tag`` and input terms while memoising.
+
+        Keyed by the terms' AST ids; the input tuple is kept alongside the
+        result so no id can be recycled while its entry exists."""
+        if self._memo is None:
+            return fn()
+        key = (tag, tuple(x.get_id() if _is_term(x) else ("v", x) for x in s))
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = (tuple(s), fn())
+        return hit[1]
 
 
 def _same(a: V, b: V) -> bool:
@@ -101,7 +134,52 @@ def _same(a: V, b: V) -> bool:
     return bool(type(a) is type(b) and a == b)
 
 
-Z3OPS = Z3Ops()
+INT_OPS = Z3Ops()
+"""Unbounded-integer interpretation (for terms that are not about a model's state)."""
+
+
+HEADROOM = 2
+"""Spare bits above the analysed extremes, for states outside the slot ranges a
+mutant may reach (the correct models' ranges are proven by the induction)."""
+
+def width_of(m: Model) -> int:
+    """Bits of the signed bit-vector sort that holds every value ``m``'s checks compute.
+
+    Found by running every action, invariant, lemma and the progress rank over
+    intervals (:mod:`taskward.specs.intervals`): bit-vector arithmetic then
+    agrees exactly with integer arithmetic, and the solver bit-blasts the
+    narrowest sort that is still exact (width drives solver time)."""
+    if "_z3_width" not in m.extra:
+        invs = [i for i in C_INVS if i.system == _system(m)]
+        state_fns: list[Any] = [i.state for i in invs if i.state is not None]
+        state_fns += [lm.pred for i in invs for lm in strengthening(i)]
+        if _system(m) == "broker":
+            state_fns.append(progress_rank)
+
+        def steps(o: Any, mm: Model, pre: Any, mid: Any, post: Any, args: Any, res: Any,
+                  name: str) -> None:
+            for i in invs:
+                for p in i.step_preds(name):
+                    p(o, mm, pre, mid, post, args, res)
+
+        ext = intervals.extremes(m, state_fns, [steps])
+        m.extra["_z3_width"] = intervals.signed_width(ext) + HEADROOM
+    return int(m.extra["_z3_width"])
+
+
+def _system(m: Model) -> str:
+    return "broker" if m.name.startswith("broker") else "election"
+
+
+_OPS: dict[int, Z3Ops] = {}
+
+
+def ops_for(m: Model) -> Z3Ops:
+    """The (non-memoising) interpretation for ``m``'s state terms."""
+    w = width_of(m)
+    if w not in _OPS:
+        _OPS[w] = Z3Ops(w)
+    return _OPS[w]
 
 
 def as_bool(x: V) -> Term:
@@ -109,16 +187,29 @@ def as_bool(x: V) -> Term:
     return x if _is_term(x) else z3.BoolVal(bool(x))
 
 
-def as_int(x: V) -> Term:
-    return x if _is_term(x) else z3.IntVal(int(x))
+def num(m: Model, x: V) -> Term:
+    """A value of ``m`` as a term of its sort."""
+    return ops_for(m).num(x)
+
+
+def value(zm: Any, t: Term) -> int:
+    """The integer a solver model gives a value term (bit-vectors read as signed)."""
+    v = zm.eval(t, model_completion=True)
+    return int(v.as_signed_long()) if z3.is_bv(v) else int(v.as_long())
 
 
 # ------------------------------------------------------------------ frames
 
 
 def frame(m: Model, tag: str) -> list[Term]:
-    """One Int variable per state slot, named after the slot (``st[2]@3``)."""
-    return [z3.Int(f"{n}@{tag}") for n in m.layout.slot_names()]
+    """One bit-vector variable per state slot, named after the slot (``st[2]@3``)."""
+    w = width_of(m)
+    return [z3.BitVec(f"{n}@{tag}", w) for n in m.layout.slot_names()]
+
+
+def concrete_frame(m: Model, s: Sequence[int]) -> list[Term]:
+    """A concrete state as constant terms of ``m``'s sort."""
+    return [num(m, v) for v in s]
 
 
 def type_inv(m: Model, s: SymState) -> Term:
@@ -147,6 +238,7 @@ class StepEnc:
     guards: list[Term]
     effects: list[tuple[V, ...]]
     results: list[V]
+    ops: Z3Ops
     _mids: dict[int, tuple[V, ...]] = field(default_factory=dict)
 
     def relation(self) -> Term:
@@ -154,13 +246,13 @@ class StepEnc:
         n = len(self.insts)
         parts = [self.act >= 0, self.act < n, _select(self.act, self.guards)]
         for j, p in enumerate(self.post):
-            parts.append(p == _select(self.act, [as_int(e[j]) for e in self.effects]))
+            parts.append(p == _select(self.act, [self.ops.num(e[j]) for e in self.effects]))
         return z3.And(parts)
 
     def mid(self, i: int) -> tuple[V, ...]:
         a, args = self.insts[i]
         if i not in self._mids:
-            self._mids[i] = (tuple(a.prelude(Z3OPS, self.pre, *args)) if a.prelude
+            self._mids[i] = (tuple(a.prelude(self.ops, self.pre, *args)) if a.prelude
                              else tuple(self.pre))
         return self._mids[i]
 
@@ -186,20 +278,26 @@ def _select(act: Term, terms: list[Term]) -> Term:
 
 
 def step(m: Model, pre: list[Term], post: list[Term], tag: str) -> StepEnc:
-    """Generate the symbolic step by running every action instance on solver terms."""
+    """Generate the symbolic step by running every action instance on solver terms.
+
+    One memoising interpretation serves all instances of the step, so the
+    instances of one caller share a single prelude term instead of building
+    it again each (the round-robin prelude is most of a step's terms)."""
     insts = m.instances()
+    ops = Z3Ops(width_of(m), memo=True)
     guards, effects, results = [], [], []
     for a, args in insts:
-        guards.append(as_bool(a.guard(Z3OPS, pre, *args)))
-        eff, res = a.effect(Z3OPS, pre, *args)
+        guards.append(as_bool(a.guard(ops, pre, *args)))
+        eff, res = a.effect(ops, pre, *args)
         effects.append(tuple(eff))
         results.append(res)
-    return StepEnc(m, pre, post, z3.Int(f"act@{tag}"), insts, guards, effects, results)
+    act = z3.BitVec(f"act@{tag}", max(width_of(m), len(insts).bit_length() + 1))
+    return StepEnc(m, pre, post, act, insts, guards, effects, results, ops)
 
 
 def state_holds(inv: Invariant, m: Model, s: SymState) -> Term:
     """The invariant's state predicate on a frame (true when it has none)."""
-    return as_bool(inv.state(Z3OPS, m, s)) if inv.state is not None else z3.BoolVal(True)
+    return as_bool(inv.state(ops_for(m), m, s)) if inv.state is not None else z3.BoolVal(True)
 
 
 def step_holds(inv: Invariant, st: StepEnc) -> Term:
@@ -207,7 +305,7 @@ def step_holds(inv: Invariant, st: StepEnc) -> Term:
     parts = []
     for i, (a, args) in enumerate(st.insts):
         for pred in inv.step_preds(a.name):
-            ok = pred(Z3OPS, st.model, st.pre, st.mid(i), st.post, args, st.results[i])
+            ok = pred(st.ops, st.model, st.pre, st.mid(i), st.post, args, st.results[i])
             parts.append(z3.Implies(st.act == i, as_bool(ok)))
     return z3.And(parts) if parts else z3.BoolVal(True)
 
@@ -219,7 +317,7 @@ def decode_step(st: StepEnc, zm: Any) -> tuple[str, tuple[int, ...]]:
 
 
 def decode_state(m: Model, s: Sequence[Term], zm: Any) -> tuple[int, ...]:
-    return tuple(zm.eval(v, model_completion=True).as_long() for v in s)
+    return tuple(value(zm, v) for v in s)
 
 
 # ------------------------------------------------------------- strengthening

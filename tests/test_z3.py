@@ -16,6 +16,7 @@ from taskward.models import broker as B
 from taskward.models import election as E
 from taskward.models.core import CONCRETE, Model
 from taskward.models.mutants import MUTANTS
+from taskward.specs import intervals
 from taskward.specs import z3enc as Z
 from taskward.specs.invariants import BY_ID
 
@@ -37,7 +38,7 @@ def tiny_models() -> list[Model]:
 
 
 def test_z3_ops_fold_concrete_values_and_build_terms_otherwise() -> None:
-    o, x = Z.Z3OPS, z3.Int("x")
+    o, x = Z.INT_OPS, z3.Int("x")
     assert o.ite(True, 1, x) == 1
     assert o.and_(True, True) is True
     assert o.and_(x > 0, False) is False
@@ -48,30 +49,59 @@ def test_z3_ops_fold_concrete_values_and_build_terms_otherwise() -> None:
     assert s.check() == z3.sat and s.model()[x].as_long() == 1
 
 
+def _disagreements(model: Model, states: list[tuple[int, ...]]) -> list[str]:
+    """Instances whose guard, successor or answer differ between z3 and Python."""
+    pre, post = Z.frame(model, "p"), Z.frame(model, "q")
+    st = Z.step(model, pre, post, "s")
+    out = []
+    for s in states:
+        zs = z3.Solver()
+        zs.add(*[v == x for v, x in zip(pre, s, strict=True)])
+        if zs.check() != z3.sat:
+            return [f"state {s} is not representable"]
+        zm = zs.model()
+        for i, (a, args) in enumerate(st.insts):
+            enabled = bool(a.guard(CONCRETE, s, *args))
+            if z3.is_true(zm.eval(st.guards[i], model_completion=True)) != enabled:
+                out.append(f"guard of {a.name}{args}")
+            elif enabled:
+                eff, r = a.effect(CONCRETE, s, *args)
+                got = [Z.value(zm, Z.num(model, e)) for e in st.effects[i]]
+                if got != [int(v) for v in eff] or Z.value(zm, Z.num(model, st.results[i])) != r:
+                    out.append(f"effect of {a.name}{args}")
+    return out
+
+
+def _sample(model: Model) -> list[tuple[int, ...]]:
+    res = explore(model, liveness=False)
+    assert res.complete
+    states: list[tuple[int, ...]] = model.extra["_graph"].states
+    return states[:: max(1, len(states) // 150)]
+
+
 @pytest.mark.parametrize("model", tiny_models(), ids=lambda m: m.name)
 def test_the_generated_relation_agrees_with_the_model_on_every_reachable_state(
         model: Model) -> None:
     """Guard, successor and answer of every unpruned instance, evaluated by z3 and by Python."""
-    res = explore(model, liveness=False)
-    assert res.complete
-    graph = model.extra["_graph"]
-    pre, post = Z.frame(model, "p"), Z.frame(model, "q")
-    st = Z.step(model, pre, post, "s")
-    states = graph.states[:: max(1, len(graph.states) // 150)]
+    assert _disagreements(model, _sample(model)) == []
+
+
+def test_the_analysed_bit_width_holds_every_value_and_a_narrower_one_breaks_agreement() -> None:
+    """Bit-vectors are exact only without overflow: every concrete value lies inside the
+    interval analysis's extremes, and forcing a width below them makes the relation
+    disagree with the model, so the agreement test above would catch a bad width."""
+    model = B.build(TINY_RR)
+    ext = intervals.extremes(model)
+    states = _sample(model)
     for s in states:
-        zs = z3.Solver()
-        zs.add(*[v == x for v, x in zip(pre, s, strict=True)])
-        assert zs.check() == z3.sat
-        zm = zs.model()
-        for i, (a, args) in enumerate(st.insts):
-            enabled = bool(a.guard(CONCRETE, s, *args))
-            assert z3.is_true(zm.eval(st.guards[i], model_completion=True)) == enabled
-            if enabled:
-                eff, r = a.effect(CONCRETE, s, *args)
-                got = [zm.eval(Z.as_int(e), model_completion=True).as_long()
-                       for e in st.effects[i]]
-                assert got == [int(v) for v in eff], (a.name, args)
-                assert zm.eval(Z.as_int(st.results[i]), model_completion=True).as_long() == int(r)
+        for a, args in model.instances():
+            if a.guard(CONCRETE, s, *args):
+                eff, _ = a.effect(CONCRETE, s, *args)
+                assert all(ext.lo <= v <= ext.hi for v in eff), (a.name, args)
+    assert Z.width_of(model) >= intervals.signed_width(ext)
+    narrow = B.build(TINY_RR)
+    narrow.extra["_z3_width"] = intervals.signed_width(ext) - 1
+    assert _disagreements(narrow, states) != []
 
 
 @pytest.mark.parametrize("index,depth", [(0, 9), (1, 10), (2, 8)],

@@ -40,16 +40,21 @@ class _Timer:
     """Runs solver queries with a per-query timeout and keeps the time they took."""
 
     def __init__(self, timeout_s: float, solver: Any = None) -> None:
+        self.timeout_ms = max(1, int(timeout_s * 1000))
         self.solver = solver if solver is not None else z3.Solver()
-        self.solver.set("timeout", max(1, int(timeout_s * 1000)))
+        self.solver.set("timeout", self.timeout_ms)
         self.last_model: Any = None
         self.seconds = 0.0
         self.queries = 0
         self.slowest = 0.0
 
-    def check(self, *goal: Any) -> Any:
-        """``sat``/``unsat``/``unknown`` of the current assertions plus ``goal`` (kept aside)."""
-        self.solver.push()
+    def check(self, *goal: Any, scratch: bool = False) -> Any:
+        """``sat``/``unsat``/``unknown`` of the current assertions plus ``goal``.
+
+        The goal is kept aside (push/pop) unless ``scratch``: the solver is then
+        used once and stays non-incremental, which lets it bit-blast up front."""
+        if not scratch:
+            self.solver.push()
         self.solver.add(*goal)
         t = time.perf_counter()
         r = self.solver.check()
@@ -58,7 +63,8 @@ class _Timer:
         self.queries += 1
         self.slowest = max(self.slowest, dt)
         self.last_model = self.solver.model() if r == z3.sat else None
-        self.solver.pop()
+        if not scratch:
+            self.solver.pop()
         return r
 
     def stats(self) -> dict[str, Any]:
@@ -84,21 +90,23 @@ class _Track:
 
 @dataclass
 class _Unroll:
-    """The growing unrolling: frames ``s0..sk`` and the steps between them."""
+    """The growing unrolling: frames ``s0..sk``, the steps between them, what is proven."""
 
     m: Model
     timer: _Timer
     frames: list[Any] = field(default_factory=list)
     steps: list[Z.StepEnc] = field(default_factory=list)
+    cons: list[Any] = field(default_factory=list)
+    """Init, every step relation, and every invariant already proven at a shallower depth."""
 
     def extend(self) -> None:
         k = len(self.frames)
         self.frames.append(Z.frame(self.m, str(k)))
         if k == 0:
-            self.timer.solver.add(Z.init_eq(self.m, self.frames[0]))
+            self.cons.append(Z.init_eq(self.m, self.frames[0]))
             return
         st = Z.step(self.m, self.frames[k - 1], self.frames[k], str(k))
-        self.timer.solver.add(st.relation())
+        self.cons.append(st.relation())
         self.steps.append(st)
 
     def holds_last(self, inv: Invariant) -> Any:
@@ -108,16 +116,28 @@ class _Unroll:
             ok = z3.And(ok, Z.step_holds(inv, self.steps[-1]))
         return ok
 
+    def fresh(self) -> None:
+        """A new bit-vector solver holding the unrolling so far.
+
+        Each depth is one non-incremental query: bit-blasting the whole
+        unrolling afresh beats an incremental solver on these formulas by an
+        order of magnitude at every depth measured."""
+        self.timer.solver = z3.SolverFor("QF_BV")
+        self.timer.solver.set("timeout", self.timer.timeout_ms)
+        self.timer.solver.add(*self.cons)
+
 
 def bmc(model: Model, depth: int, timeout_s: float = 10.0, *,
         invariants: list[str] | None = None, budget_s: float | None = None,
         progress: Progress | None = None) -> list[Result]:
     """Every applicable safety invariant on every path of at most ``depth`` steps from init.
 
-    Incremental: one solver grows by one step per depth; each invariant is a
-    pushed query on the newest frame and, once refuted there, is asserted as
-    a fact (sound: it holds on every path of that length), which helps the
-    deeper queries. ``budget_s`` stops deepening (the rest is ``unknown``)."""
+    Per depth, one query asks for a path that breaks any invariant not yet
+    decided; a model names every invariant it breaks (each gets its replayed
+    trace) and the query is repeated for the rest. Once an invariant holds at
+    a depth it is kept as a fact for the deeper queries (sound: it holds on
+    every path of that length). ``budget_s`` stops deepening; what is left is
+    ``unknown`` with the depth it reached."""
     timer = _Timer(timeout_s)
     un = _Unroll(model, timer)
     tracks = [_Track(i) for i in safety_of(model, invariants)]
@@ -126,9 +146,7 @@ def bmc(model: Model, depth: int, timeout_s: float = 10.0, *,
         if budget_s is not None and time.perf_counter() - start > budget_s:
             break
         un.extend()
-        for tr in tracks:
-            if tr.verdict is None:
-                _bmc_query(un, tr, k)
+        _bmc_depth(un, [tr for tr in tracks if tr.verdict is None], k)
         if budget_s is not None and time.perf_counter() - start > budget_s:
             _over_budget(tracks, k)
             break
@@ -146,21 +164,32 @@ def _over_budget(tracks: list[_Track], k: int) -> None:
             tr.depth_ok = k - 1
 
 
-def _bmc_query(un: _Unroll, tr: _Track, k: int) -> None:
-    ok = un.holds_last(tr.inv)
-    before = un.timer.seconds
-    r = un.timer.check(z3.Not(ok))
-    tr.seconds += un.timer.seconds - before
-    tr.queries += 1
-    if r == z3.unsat:
-        tr.depth_ok = k
-        un.timer.solver.add(ok)
-    elif r == z3.sat:
-        tr.verdict = "fail"
-        tr.cex = decode_trace(un, un.timer.last_model, tr.inv)
-    else:
-        tr.verdict = "unknown"
-        tr.note = f"solver gave up at depth {k} ({un.timer.solver.reason_unknown()})"
+def _bmc_depth(un: _Unroll, open_: list[_Track], k: int) -> None:
+    """Decide every open invariant at depth ``k``: holds, broken (with a trace) or unknown."""
+    oks = {id(tr): un.holds_last(tr.inv) for tr in open_}
+    while open_:
+        un.fresh()
+        before = un.timer.seconds
+        r = un.timer.check(z3.Not(z3.And([oks[id(tr)] for tr in open_])), scratch=True)
+        for tr in open_:
+            tr.seconds += un.timer.seconds - before
+            tr.queries += 1
+        if r == z3.unsat:
+            for tr in open_:
+                tr.depth_ok = k
+            un.cons += [oks[id(tr)] for tr in open_]
+            return
+        if r != z3.sat:
+            for tr in open_:
+                tr.verdict = "unknown"
+                tr.note = f"solver gave up at depth {k} ({un.timer.solver.reason_unknown()})"
+            return
+        zm = un.timer.last_model
+        broken = [tr for tr in open_ if z3.is_false(zm.eval(oks[id(tr)], model_completion=True))]
+        for tr in broken:
+            tr.verdict = "fail"
+            tr.cex = decode_trace(un, zm, tr.inv)
+        open_ = [tr for tr in open_ if tr.verdict is None]
 
 
 def _bmc_result(m: Model, tr: _Track, depth: int, timer: _Timer) -> Result:
@@ -233,14 +262,14 @@ def conjuncts(m: Model, inv: Invariant) -> list[tuple[str, Callable[[Any], Any]]
 
 
 def _lemma_term(m: Model, lm: Z.Lemma) -> Callable[[Any], Any]:
-    return lambda s: Z.as_bool(lm.pred(Z.Z3OPS, m, s))
+    return lambda s: Z.as_bool(lm.pred(Z.ops_for(m), m, s))
 
 
 def _concrete_holds(m: Model, inv: Invariant, name: str) -> bool:
     """A conjunct on the (concrete) initial state, evaluated by the solver for uniformity."""
     for n, f in conjuncts(m, inv):
         if n == name:
-            return bool(z3.is_true(z3.simplify(f([z3.IntVal(v) for v in m.init]))))
+            return bool(z3.is_true(z3.simplify(f(Z.concrete_frame(m, m.init)))))
     raise KeyError(name)
 
 
@@ -267,8 +296,9 @@ def induction(model: Model, timeout_s: float = 30.0, *,
 
 
 def _consecution_solver(timeout_s: float) -> Any:
-    """Substituting the successor away (``solve-eqs``) first halves the hardest queries."""
-    s = z3.Then("simplify", "solve-eqs", "smt").solver()
+    """The bit-vector solver: bit-blasted, the hardest consecution query (I6 under
+    round-robin) takes seconds where integer arithmetic timed out after a minute."""
+    s = z3.SolverFor("QF_BV")
     s.set("timeout", max(1, int(timeout_s * 1000)))
     return s
 
@@ -338,7 +368,7 @@ def ranking(model: Model, timeout_s: float = 30.0) -> list[Result]:
     inv = next(i for i in C_INVS if i.id == "I9")
     pre, post = Z.frame(model, "pre"), Z.frame(model, "post")
     st = Z.step(model, pre, post, "next")
-    r0, r1 = (Z.as_int(Z.progress_rank(Z.Z3OPS, model, x)) for x in (pre, post))
+    r0, r1 = (Z.num(model, Z.progress_rank(Z.ops_for(model), model, x)) for x in (pre, post))
     timer = _Timer(timeout_s, _consecution_solver(timeout_s))
     timer.solver.add(st.relation(), *[f(pre) for _, f in conjuncts(model, inv)])
     goals = [("never-raised", z3.Or(_acts(st, RAISES_RANK), r1 <= r0)),
@@ -363,9 +393,9 @@ def _progress_step(m: Model, st: Z.StepEnc) -> Any:
     parts = []
     for i, (a, _) in enumerate(st.insts):
         if a.name == "fetch":
-            parts.append(z3.And(st.act == i, Z.as_int(st.results[i]) != B.NONE))
+            parts.append(z3.And(st.act == i, Z.num(m, st.results[i]) != B.NONE))
         elif a.name in ("ack", "nack"):
-            parts.append(z3.And(st.act == i, Z.as_int(st.results[i]) == 1))
+            parts.append(z3.And(st.act == i, Z.num(m, st.results[i]) == 1))
         elif a.name == "advance":
             running = z3.Or([z3.And(L.get(st.pre, "st", t) == B.LEASED,
                                     L.get(st.pre, "exp", t) > 0) for t in range(c.tasks)])
