@@ -1,10 +1,10 @@
-"""SQLite batch paths: one statement per batch call, and the rare batches that go row by row.
+"""SQLite batch paths: a few multi-row statements per batch call, all or nothing.
 
-``publish_many`` inserts a batch as one ``INSERT ... SELECT`` over a JSON
-array and ``ack_many`` names its ids in one JSON array. A batch whose JSON
-SQLite would not read back exactly (a NUL in an id) or could not take in one
-value (past ``SQLITE_LIMIT_LENGTH``) goes row by row instead. Either way a batch
-is all or nothing and raises the same typed errors as one task at a time.
+``publish_many`` inserts a batch in multi-row INSERTs and ``ack_many`` acks it
+in set-based UPDATEs, each naming up to ``_CHUNK`` tasks with every value bound
+as itself. A batch of several statements shares a savepoint, so a refusal in
+its last statement still leaves nothing, with the same typed errors as one
+task at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import taskward
 from taskward.api import DuplicateTaskError, ManualClock, NotLeasedError, Stats
 from taskward.backends.base import NewTask
-from taskward.backends.sqlite import _ENCODE_ROWS, SQLiteBroker
+from taskward.backends.sqlite import _CHUNK, SQLiteBroker, _chunks
 
 ODD_IDS = ['quote"s', "slash/and\\back", "tâche-日本", "emoji-😀", "line\u2028sep",
            "{braces}:x", " ", "\\u0000 literally"]
@@ -39,15 +39,17 @@ def rows(broker: SQLiteBroker) -> list[tuple[object, ...]]:
     return broker._conn.execute("SELECT * FROM tasks ORDER BY seq").fetchall()
 
 
-def squeeze_length_limit(broker: SQLiteBroker, limit: int = 1000) -> None:
-    """Make SQLite refuse any value longer than ``limit`` bytes on this connection.
+SEVERAL = 2 * _CHUNK + 45
+"""A batch size that takes several statements of different sizes."""
 
-    Small, yet above what ``json_each`` needs to declare its own table.
-    """
-    assert broker._conn is not None
-    broker._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit)
-    batch = [NewTask(f"long-{i}", f'{{"i":{i}}}', 0) for i in range(30)]
-    assert not broker._json_fits(broker._conn, _ENCODE_ROWS(batch))  # so row by row
+
+@pytest.mark.parametrize("count", [1, 2, 3, 127, 128, 129, 300, 1000])
+def test_chunks_cover_a_batch_once_in_order_with_few_sizes(count: int) -> None:
+    pieces = _chunks(count)
+    assert [start for start, _ in pieces] == [sum(size for _, size in pieces[:i])
+                                              for i in range(len(pieces))]
+    assert sum(size for _, size in pieces) == count
+    assert all(size <= _CHUNK and size & (size - 1) == 0 for _, size in pieces)
 
 
 def test_a_batch_larger_than_the_variable_limit_is_one_call(broker: SQLiteBroker) -> None:
@@ -124,29 +126,46 @@ def test_a_repeated_id_inside_a_batch_is_refused_before_the_store(broker: SQLite
     assert rows(broker) == before
 
 
-def test_a_batch_past_the_length_limit_goes_row_by_row(broker: SQLiteBroker) -> None:
-    squeeze_length_limit(broker)
-    ids = [f"long-{i}" for i in range(30)]
-    broker.publish_many([{"i": i} for i in range(30)], task_ids=ids)
-    got = broker.fetch_many("w", 30)
-    assert [d.task_id for d in got] == ids
-    assert [d.payload for d in got] == [{"i": i} for i in range(30)]
-    broker.ack_many("w", ids)
-    assert broker.stats().acked == 30
-
-
-def test_row_by_row_is_still_all_or_nothing(broker: SQLiteBroker) -> None:
-    broker.publish(0, task_id="long-7")
-    squeeze_length_limit(broker)
+def test_a_duplicate_in_the_last_statement_undoes_the_earlier_ones(
+    broker: SQLiteBroker,
+) -> None:
+    ids = [f"t{i:04d}" for i in range(SEVERAL)]
+    broker.publish(0, task_id=ids[-1])
     before = rows(broker)
-    with pytest.raises(DuplicateTaskError, match="'long-7' was already published"):
-        broker.publish_many(list(range(30)), task_ids=[f"long-{i}" for i in range(30)])
+    with pytest.raises(DuplicateTaskError, match=f"'{ids[-1]}' was already published"):
+        broker.publish_many(list(range(SEVERAL)), task_ids=ids)
     assert rows(broker) == before
-    broker.fetch("w")
-    broker.publish_many([1, 2], task_ids=["p", "q"])
-    with pytest.raises(NotLeasedError, match="'p'"):
-        broker.ack_many("w", ["long-7", "p"])
-    assert broker.stats().leased == 1
+    broker.publish_many(list(range(SEVERAL - 1)), task_ids=ids[:-1])
+    got = broker.fetch_many("w", SEVERAL)
+    assert [d.task_id for d in got] == [ids[-1], *ids[:-1]]
+    assert [d.payload for d in got] == [0, *range(SEVERAL - 1)]
+
+
+def test_a_task_not_held_in_the_last_statement_undoes_the_earlier_acks(
+    broker: SQLiteBroker,
+) -> None:
+    ids = broker.publish_many(list(range(SEVERAL)))
+    broker.fetch_many("w", SEVERAL - 1)
+    before = rows(broker)
+    with pytest.raises(NotLeasedError, match=f"'{ids[-1]}'.*READY"):
+        broker.ack_many("w", ids)
+    assert rows(broker) == before
+    broker.ack_many("w", ids[:-1])
+    assert broker.stats() == Stats(1, 0, SEVERAL - 1, 0, 1, None, 0)
+
+
+def test_round_robin_batches_spread_over_several_statements(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    broker = taskward.connect(f"sqlite:///{tmp_path / 'rr.db'}", clock=clock,
+                              policy="round_robin", workers=["w1", "w2", "w3"])
+    try:
+        ids = broker.publish_many(list(range(SEVERAL)))
+        for k, worker in enumerate(["w1", "w2", "w3"]):
+            got = broker.fetch_many(worker, SEVERAL)
+            assert [d.task_id for d in got] == ids[k::3]
+    finally:
+        broker.close()
 
 
 def test_a_lone_surrogate_fails_a_batch_as_it_fails_one_task(broker: SQLiteBroker) -> None:

@@ -13,6 +13,7 @@ tasks by expiry.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -20,6 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from taskward.api import (
@@ -108,12 +110,6 @@ _EXPIRED = "SELECT seq, task_id, owner, deliveries FROM tasks INDEXED BY tasks_l
 _TO_READY = "UPDATE tasks SET state = 0, owner = ?, expiry = NULL WHERE seq = ?"
 _TO_DEAD = "UPDATE tasks SET state = 3, owner = NULL, expiry = NULL WHERE seq = ?"
 _DEAD_ROW = "INSERT INTO dead (task_id, reason, died_ms) VALUES (?, ?, ?)"
-_INSERT = "INSERT INTO tasks (task_id, payload, priority, state, owner) VALUES (?, ?, ?, 0, ?)"
-_INSERT_SHARED = "INSERT INTO tasks (task_id, payload, priority, state) VALUES (?, ?, ?, 0)"
-_INSERT_JSON = (
-    "INSERT INTO tasks (task_id, payload, priority, state, owner) "
-    "SELECT value ->> 0, value ->> 1, value ->> 2, 0, value ->> 3 FROM json_each(?) ORDER BY key"
-)
 _PICK = (
     "SELECT task_id, payload, priority, deliveries + 1, seq FROM tasks "
     "WHERE state = 0 AND owner IS ? ORDER BY priority DESC, seq LIMIT ?"
@@ -127,21 +123,44 @@ _LEASE_FIRST = (
 )
 _ACK = "UPDATE tasks SET state = 2, owner = NULL, expiry = NULL " \
     "WHERE task_id = ? AND state = 1 AND owner = ?"
-_ACK_MANY = "UPDATE tasks SET state = 2, owner = NULL, expiry = NULL " \
-    "WHERE task_id IN (SELECT value FROM json_each(?)) AND state = 1 AND owner = ?"
 _HELD = "SELECT seq, deliveries FROM tasks WHERE task_id = ? AND state = 1 AND owner = ?"
 
-_ENCODE_ROWS = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), check_circular=False,
-).encode
-"""Compact JSON of a batch (rows of str/int/None, or ids) for one ``json_each`` argument.
+_CHUNK = 128
+"""Most rows one batch statement names: 128 x 4 bound values stay under 999 (SQLite's
+default variable limit before 3.32), so no batch size can meet the limit."""
 
-Not ASCII-escaped: the text only travels to SQLite, which reads UTF-8, and a lone
-surrogate then fails in binding exactly as it does when bound as a column value.
-"""
 
-_JSON_NUL = "\\u0000"
-"""A NUL escape: SQLite's ``->>`` ends a string at a NUL, so such rows are bound one by one."""
+def _chunks(count: int) -> list[tuple[int, int]]:
+    """(start, size) pieces of a batch: full chunks, then powers of two.
+
+    Sizes are powers of two up to ``_CHUNK``, so only a handful of statement
+    texts ever exist and each is compiled once (sqlite3 caches them).
+    """
+    pieces, start = [], 0
+    while start < count:
+        size = _CHUNK
+        while size > count - start:
+            size //= 2
+        pieces.append((start, size))
+        start += size
+    return pieces
+
+
+@functools.cache
+def _insert_sql(size: int, assigned: bool) -> str:
+    """One INSERT of ``size`` rows; ``assigned`` rows also carry their owner's queue."""
+    if assigned:
+        return "INSERT INTO tasks (task_id, payload, priority, state, owner) VALUES " \
+            + ", ".join(["(?, ?, ?, 0, ?)"] * size)
+    return "INSERT INTO tasks (task_id, payload, priority, state) VALUES " \
+        + ", ".join(["(?, ?, ?, 0)"] * size)
+
+
+@functools.cache
+def _ack_sql(size: int) -> str:
+    """Ack ``size`` tasks named by id, each only if ``owner`` (the last value) holds it."""
+    return "UPDATE tasks SET state = 2, owner = NULL, expiry = NULL WHERE task_id IN (" \
+        + ", ".join(["?"] * size) + ") AND state = 1 AND owner = ?"
 
 
 @dataclass(slots=True)
@@ -444,58 +463,40 @@ class SQLiteBroker(BrokerBackend):
         with self._write() as conn:
             now, rota = self._prelude(conn, None)
             if rota is None:
-                self._insert(conn, _INSERT_SHARED, tasks, tasks)
+                self._insert(conn, tasks, tasks, assigned=False)
             else:
                 rows = [(*task, self._assign(rota, now)) for task in tasks]
-                self._insert(conn, _INSERT, rows, tasks)
+                self._insert(conn, rows, tasks, assigned=True)
             if rota is not None:
                 self._save_cursor(conn, rota)
 
     def _insert(
-        self, conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[object, ...]],
-        tasks: Sequence[NewTask],
+        self, conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]],
+        tasks: Sequence[NewTask], *, assigned: bool,
     ) -> None:
         """Insert every row or none, in order; a stored id raises DuplicateTaskError.
 
-        A batch is one ``INSERT ... SELECT`` over a JSON array of the rows: one
-        statement is atomic (a duplicate aborts it and leaves nothing), and one
-        bound value means no batch size meets SQLite's variable limit. What the
-        JSON cannot carry goes row by row under a savepoint instead.
+        Rows go in multi-row INSERTs of up to ``_CHUNK`` rows, every value bound
+        as itself: a few statements per batch instead of one per row. One
+        statement is atomic on its own; several share a savepoint.
         """
+        pieces = _chunks(len(rows))
         try:
-            if len(rows) == 1:
-                conn.execute(sql, rows[0])
+            if len(pieces) == 1:
+                conn.execute(_insert_sql(len(rows), assigned), list(chain.from_iterable(rows)))
                 return
-            text = _ENCODE_ROWS(rows)
-            if self._json_fits(conn, text):
-                conn.execute(_INSERT_JSON, (text,))
-            else:
-                self._insert_rows(conn, sql, rows)
+            conn.execute("SAVEPOINT publish")
+            try:
+                for start, size in pieces:
+                    conn.execute(_insert_sql(size, assigned),
+                                 list(chain.from_iterable(rows[start:start + size])))
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK TO publish")
+                conn.execute("RELEASE publish")
+                raise
+            conn.execute("RELEASE publish")
         except sqlite3.IntegrityError:
             raise DuplicateTaskError(self._duplicate_message(conn, tasks)) from None
-
-    @staticmethod
-    def _json_fits(conn: sqlite3.Connection, text: str) -> bool:
-        """Whether ``text`` reaches SQLite whole: no NUL escape, within its length limit.
-
-        The length test counts 4 bytes a character, so it never underestimates UTF-8.
-        """
-        return _JSON_NUL not in text and len(text) * 4 <= conn.getlimit(
-            sqlite3.SQLITE_LIMIT_LENGTH)
-
-    @staticmethod
-    def _insert_rows(
-        conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[object, ...]]
-    ) -> None:
-        """Row-by-row insert that a failure undoes completely (several statements)."""
-        conn.execute("SAVEPOINT publish")
-        try:
-            conn.executemany(sql, rows)
-        except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK TO publish")
-            conn.execute("RELEASE publish")
-            raise
-        conn.execute("RELEASE publish")
 
     def _duplicate_message(self, conn: sqlite3.Connection, tasks: Sequence[NewTask]) -> str:
         for task in tasks:
@@ -575,20 +576,24 @@ class SQLiteBroker(BrokerBackend):
             return []
 
     def _ack(self, conn: sqlite3.Connection, worker: str, task_ids: Sequence[str]) -> None:
-        """One UPDATE for the whole batch; if any task was not held, undo it and say which."""
+        """Set-based UPDATEs of up to ``_CHUNK`` ids; if one task was not held, undo and say which.
+
+        The ids are distinct (``ack_many`` refuses repeats), so the batch is
+        acked exactly when the UPDATEs change one row per id.
+        """
         if len(task_ids) == 1:
             if conn.execute(_ACK, (task_ids[0], worker)).rowcount != 1:
                 self._held(conn, worker, task_ids[0])
             return
-        ids = _ENCODE_ROWS(list(task_ids))
         conn.execute("SAVEPOINT ack")
-        if not self._json_fits(conn, ids) \
-                or conn.execute(_ACK_MANY, (ids, worker)).rowcount != len(task_ids):
+        acked = sum(conn.execute(_ack_sql(size), (*task_ids[start:start + size], worker)).rowcount
+                    for start, size in _chunks(len(task_ids)))
+        if acked != len(task_ids):
             conn.execute("ROLLBACK TO ack")
             for task_id in task_ids:
                 self._held(conn, worker, task_id)
-            # Every task is held, so the JSON list could not name them all: bind each id.
-            conn.executemany(_ACK, [(task_id, worker) for task_id in task_ids])
+            raise StoreError(f"{self.path}: ack_many matched {acked} of {len(task_ids)} held "
+                             "tasks; nothing was acked")
         conn.execute("RELEASE ack")
 
     def _held(self, conn: sqlite3.Connection, worker: str, task_id: str) -> tuple[int, int, str]:
