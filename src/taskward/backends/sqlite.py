@@ -480,8 +480,11 @@ class SQLiteBroker(BrokerBackend):
         as itself: a few statements per batch instead of one per row. One
         statement is atomic on its own; several share a savepoint.
         """
-        pieces = _chunks(len(rows))
         try:
+            if len(rows) == 1:
+                conn.execute(_insert_sql(1, assigned), rows[0])
+                return
+            pieces = _chunks(len(rows))
             if len(pieces) == 1:
                 conn.execute(_insert_sql(len(rows), assigned), list(chain.from_iterable(rows)))
                 return
