@@ -171,3 +171,59 @@ def test_the_progress_ranking_is_proven_for_the_correct_broker_and_not_without_e
     assert ok.verdict == "pass" and ok.checker == "z3-ranking"
     (bad,) = C.ranking(MUTANTS["no-lease-expiry"].build())
     assert bad.verdict == "unknown" and "falls-on-progress" in bad.note
+
+
+SMALL = {"workers": 2, "tasks": 3, "priorities": 2, "lease": 2, "max_deliveries": 2,
+         "worker_timeout": 2}
+
+
+@pytest.mark.parametrize("policy,steps", [("shared", 3), ("round_robin", 8),
+                                          ("work_stealing", 3)])
+def test_the_fair_step_bound_of_i5_is_proven_and_exact(policy: str, steps: int) -> None:
+    """unsat at ``steps`` and sat one step earlier: the bound is proven and tight."""
+    m = B.build(B.BrokerConfig(policy=policy, **SMALL), symmetry=False)
+    (row,) = C.progress_bound(m, timeout_s=60)
+    assert (row.verdict, row.checker, row.invariant) == ("pass", "z3-progress", "I5"), row.note
+    assert row.stats["steps"] == steps and row.stats["tight"] is True
+    assert row.bound["window"] == 3 and row.bound["depth"] == "unbounded"
+
+
+def test_a_window_too_short_for_every_worker_makes_the_assumptions_vacuous() -> None:
+    """With a 1-step window both workers would have to fetch in one step: no path obeys it,
+    and the check says so instead of passing."""
+    m = B.build(B.BrokerConfig(policy="shared", **SMALL), symmetry=False)
+    path = C._FairPath(m, C.FairWindow(1))
+    path.grow(4)
+    inv = [f(path.frames[0]) for _, f in C.conjuncts(m, BY_ID["I9"])]
+    timer = C._Timer(30)
+    row = C._progress_result(m, path, 4, inv, timer, {}, C.FairWindow(1), 3)
+    assert row.verdict == "unknown" and row.note.startswith("vacuous")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, mu in MUTANTS.items() if "I5" in mu.breaks))
+def test_the_progress_check_fails_each_i5_mutant_with_a_fair_lasso_that_replays(
+        name: str) -> None:
+    m = MUTANTS[name].build()
+    (row,) = C.progress_bound(m, timeout_s=20, max_steps=6, lasso_len=14)
+    assert row.verdict == "fail" and row.counterexample, row.note
+    trace = row.counterexample
+    loop = [i for i, s in enumerate(trace) if s["loop"]]
+    assert loop and loop == list(range(loop[0], len(trace)))
+    steps = replay(m, [(s["action"], tuple(s["args"])) for s in trace])
+    states = [m.init, *[s.post for s in steps]]
+    start = states[loop[0]]
+    assert states[-1] == start
+    assert any(m.layout.get(start, "st", t) in (B.READY, B.LEASED) for t in range(m.config.tasks))
+    cycle = [trace[i]["action"] for i in loop]
+    assert "advance" in cycle and "publish" not in cycle and "extend" not in cycle
+    ups = [w for w in range(m.config.workers) if m.layout.get(start, "up", w)]
+    assert ups and all(any(trace[i]["action"] == "fetch" and trace[i]["args"] == [w]
+                               for i in loop) for w in ups)
+
+
+def test_the_correct_model_has_no_fair_lasso_where_the_mutant_has_one() -> None:
+    ok = B.build(B.BrokerConfig(policy="shared", workers=2, tasks=1, priorities=1, lease=1,
+                                max_deliveries=1, worker_timeout=2))
+    assert C.fair_lasso(ok, 10, timeout_s=30) is None
+    cex = C.fair_lasso(MUTANTS["no-lease-expiry"].build(), 10, timeout_s=30)
+    assert cex is not None and cex.loop_from is not None

@@ -162,6 +162,7 @@ def verify_correct(bounds: Bounds = DEFAULT, progress: Progress | None = None,
 def solver_rows(bounds: Bounds, say: Progress) -> list[Result]:
     """Inductive proofs (any depth) and bounded model checking at the solver sizes."""
     from taskward.check import z3check
+    from taskward.check.z3param import prove_parametric
 
     rows: list[Result] = []
     for cfg, depth in bounds.solver:
@@ -170,6 +171,12 @@ def solver_rows(bounds: Bounds, say: Progress) -> list[Result]:
         rows += z3check.induction(m, timeout_s=30.0)
         say(f"z3: bounded model checking of {m.name} to depth {depth}")
         rows += z3check.bmc(m, depth, timeout_s=20.0)
+        if isinstance(cfg, B.BrokerConfig):
+            say(f"z3: I5 ranking and its fair-step bound on {m.name}")
+            rows += z3check.ranking(m, timeout_s=30.0)
+            rows += z3check.progress_bound(m, timeout_s=30.0)
+    say("z3: parametric proofs of I2 and I3a (any size)")
+    rows += prove_parametric(timeout_s=30.0)
     return rows
 
 
@@ -192,13 +199,24 @@ def verify_mutant(name: str, progress: Progress | None = None,
         say(f"hypothesis: mutant {name}")
         rows += hypothesis_rows(m, invs, 2000, 30)
     safety = [i.id for i in invs if i.kind == "safety"]
-    if "z3" in checkers and safety:
-        from taskward.check import z3check
-
-        say(f"z3: bounded model checking of mutant {name}")
-        rows += z3check.bmc(mu.build(), 8, timeout_s=20.0, invariants=safety)
+    if "z3" in checkers:
+        rows += solver_mutant_rows(mu, safety, say)
     for r in rows:
         r.model = f"{m.name} mutant={name}"
+    return rows
+
+
+def solver_mutant_rows(mu: Mutant, safety: list[str], say: Progress) -> list[Result]:
+    """Z3 on a mutant: BMC for the safety claims it breaks, a fair-cycle search for I5."""
+    from taskward.check import z3check
+
+    rows: list[Result] = []
+    if safety:
+        say(f"z3: bounded model checking of mutant {mu.name}")
+        rows += z3check.bmc(mu.build(), 8, timeout_s=20.0, invariants=safety)
+    if "I5" in mu.breaks:
+        say(f"z3: I5 fair-step bound of mutant {mu.name}")
+        rows += z3check.progress_bound(mu.build(), timeout_s=20.0, max_steps=6, lasso_len=14)
     return rows
 
 

@@ -19,6 +19,7 @@ import z3
 
 from taskward.check.explorer import Counterexample, TraceStep, diff, replay
 from taskward.check.verdict import Result, Verdict
+from taskward.check.z3param import prove_parametric
 from taskward.models import broker as B
 from taskward.models import election as E
 from taskward.models.core import CONCRETE, Model, State
@@ -409,6 +410,242 @@ def _unfinished(m: Model, s: Any) -> Any:
                   for t in range(m.config.tasks)])
 
 
+@dataclass(frozen=True)
+class FairWindow:
+    """The scheduling assumption of the bounded progress proof (I5).
+
+    Within every ``k`` consecutive steps, ``advance`` fires (time passes) and
+    every worker that is up throughout calls ``fetch``: *k-bounded weak
+    fairness*, the bounded form of the weak fairness I5 assumes. Publishing
+    and extending have stopped, at least one worker stays up, and every worker
+    that is up stays live (is seen within ``worker_timeout``): the two
+    assumptions without which the explorer shows I5 failing."""
+
+    k: int
+
+    def text(self) -> str:
+        return (f"no publish or extend; at least one worker stays up and every up worker "
+                f"stays live; within every {self.k} consecutive steps time advances and "
+                f"every worker up throughout fetches")
+
+
+def fair_window(m: Model) -> FairWindow:
+    """The tightest window every worker's fetch and one advance fit in."""
+    return FairWindow(m.config.workers + 1)
+
+
+@dataclass
+class _FairPath:
+    """``n`` steps from an arbitrary state satisfying Inv, under the fairness window."""
+
+    m: Model
+    win: FairWindow
+    frames: list[Any] = field(default_factory=list)
+    steps: list[Z.StepEnc] = field(default_factory=list)
+
+    def grow(self, n: int) -> None:
+        while len(self.frames) < n + 1:
+            k = len(self.frames)
+            self.frames.append(Z.frame(self.m, f"f{k}"))
+            if k:
+                self.steps.append(Z.step(self.m, self.frames[k - 1], self.frames[k], f"f{k}"))
+
+    def rank(self, j: int) -> Any:
+        return Z.num(self.m, Z.progress_rank(Z.ops_for(self.m), self.m, self.frames[j]))
+
+    def constraints(self, n: int, inv: list[Any]) -> list[Any]:
+        """Inv at the start, the steps, and the environment assumptions of :class:`FairWindow`."""
+        L, c = self.m.layout, self.m.config
+        out = [*inv, z3.BoolVal(True)]
+        for st in self.steps[:n]:
+            out += [st.relation(), z3.Not(_acts(st, RAISES_RANK))]
+        for fr in self.frames[: n + 1]:
+            ups = [L.get(fr, "up", w) == 1 for w in range(c.workers)]
+            out.append(z3.Or(ups))
+            out += [z3.Implies(u, L.get(fr, "age", w) < c.worker_timeout)
+                    for w, u in enumerate(ups)]
+        out += self._windows(n)
+        return out
+
+    def _windows(self, n: int) -> list[Any]:
+        L, k = self.m.layout, self.win.k
+        out = []
+        for j in range(0, n - k + 1):
+            window = self.steps[j : j + k]
+            out.append(z3.Or([_acts(st, frozenset({"advance"})) for st in window]))
+            for w in range(self.m.config.workers):
+                up = z3.And([L.get(self.frames[i], "up", w) == 1 for i in range(j, j + k + 1)])
+                fetched = z3.Or([_fires(st, "fetch", (w,)) for st in window])
+                out.append(z3.Implies(up, fetched))
+        return out
+
+
+def _fires(st: Z.StepEnc, name: str, args: tuple[int, ...]) -> Any:
+    return z3.Or([st.act == i for i, (a, ar) in enumerate(st.insts)
+                  if a.name == name and ar == args])
+
+
+def progress_bound(model: Model, timeout_s: float = 30.0, *, max_steps: int = 24,
+                   budget_s: float = 60.0, lasso_len: int = 12,
+                   progress: Progress | None = None) -> list[Result]:
+    """I5's bound: under :class:`FairWindow` the rank falls within ``N`` steps, least ``N``.
+
+    For ``n = 1, 2, ...`` ask for an ``n``-step path from any state satisfying
+    I9's inductive invariant (so from every reachable state) with unfinished
+    tasks, obeying the window, on which the rank has not fallen. ``sat`` at
+    ``n - 1`` and ``unsat`` at ``n`` make ``n`` the exact bound; a separate
+    query shows the assumptions are satisfiable at that length (no vacuous
+    pass). With the rank's bound ``r0`` this gives every task ACKED or DEAD
+    within ``n * r0`` steps. When no bound is found, :func:`fair_lasso` looks
+    for a reachable fair cycle that never finishes a task: ``fail`` with the
+    replayed lasso if there is one of at most ``lasso_len`` steps, else
+    ``unknown``."""
+    if not model.name.startswith("broker"):
+        return []
+    win = fair_window(model)
+    path = _FairPath(model, win)
+    path.grow(0)
+    inv = [f(path.frames[0]) for _, f in conjuncts(model, next(i for i in C_INVS if i.id == "I9"))]
+    timer = _Timer(timeout_s)
+    bound = {**model.config.bound(), "depth": "unbounded", "window": win.k}
+    start, last_sat = time.perf_counter(), 0
+    for n in range(1, max_steps + 1):
+        if time.perf_counter() - start > budget_s:
+            break
+        path.grow(n)
+        timer.solver = _fresh_bv(timeout_s)
+        timer.solver.add(*path.constraints(n, inv))
+        r = timer.check(path.rank(0) > 0, path.rank(n) >= path.rank(0), scratch=True)
+        if progress is not None:
+            progress(f"z3-progress {model.name}: {n} steps: {r}")
+        if r == z3.sat:
+            last_sat = n
+            continue
+        if r != z3.unsat:
+            break
+        return [_progress_result(model, path, n, inv, timer, bound, win, last_sat)]
+    cex = fair_lasso(model, lasso_len, timeout_s, timer, progress=progress)
+    stats = {**timer.stats(), "no_fall_within": last_sat, "lasso_searched_to": lasso_len}
+    if cex is not None:
+        stats["length"] = len(cex.steps)
+        return [Result("I5", "z3-progress", "fail", {**bound, "depth": lasso_len}, stats,
+                       cex.to_json(), model.name, cex.note)]
+    note = (f"the rank did not provably fall within {last_sat} steps, no bound was found "
+            f"within the budget and no fair non-finishing cycle of at most {lasso_len} "
+            f"steps exists ({win.text()})")
+    return [Result("I5", "z3-progress", "unknown", bound, stats, None, model.name, note)]
+
+
+@dataclass
+class _Lasso:
+    """A path ``s0..sT`` from init whose suffix from a chosen ``sj`` returns to ``sj``."""
+
+    un: _Unroll
+    loop: list[Any]
+    """``loop[j]``: the cycle starts at frame ``j`` (exactly one holds)."""
+
+    def in_loop(self, i: int) -> Any:
+        """Step ``i`` (from frame ``i`` to ``i + 1``) lies on the cycle."""
+        return z3.Or(self.loop[: i + 1])
+
+    def constraints(self) -> list[Any]:
+        """Init and steps; the cycle closes, never publishes or extends, keeps every up
+        worker live, lets time pass and has every up worker fetch (and get nothing,
+        since the rank cannot fall on a cycle it returns from)."""
+        m, un = self.un.m, self.un
+        L, c, T = m.layout, m.config, len(un.steps)
+        out = [*un.cons, z3.PbEq([(x, 1) for x in self.loop], 1)]
+        for j, lj in enumerate(self.loop):
+            same = z3.And([a == b for a, b in zip(un.frames[j], un.frames[T], strict=True)])
+            out.append(z3.Implies(lj, z3.And(same, _unfinished(m, un.frames[j]))))
+        for i, st in enumerate(un.steps):
+            on = self.in_loop(i)
+            out.append(z3.Implies(on, z3.And(z3.Not(_acts(st, RAISES_RANK)),
+                                             _active(m, un.frames[i + 1]))))
+        out.append(z3.Or([z3.And(self.in_loop(i), _acts(st, frozenset({"advance"})))
+                          for i, st in enumerate(un.steps)]))
+        for w in range(c.workers):
+            fetched = z3.Or([z3.And(self.in_loop(i), _fires(st, "fetch", (w,)))
+                             for i, st in enumerate(un.steps)])
+            out.append(z3.Implies(L.get(un.frames[T], "up", w) == 1, fetched))
+        return out
+
+
+def _active(m: Model, s: Any) -> Any:
+    """Some worker is up and every up worker is live: the explorer's ``_active``."""
+    L, c = m.layout, m.config
+    ups = [L.get(s, "up", w) == 1 for w in range(c.workers)]
+    return z3.And(z3.Or(ups), *[z3.Implies(u, L.get(s, "age", w) < c.worker_timeout)
+                                for w, u in enumerate(ups)])
+
+
+def fair_lasso(model: Model, max_len: int, timeout_s: float = 30.0, timer: _Timer | None = None,
+               *, progress: Progress | None = None) -> Counterexample | None:
+    """The shortest reachable fair cycle (of at most ``max_len`` steps in all) that
+    never finishes a task: a counterexample to I5, replayed in the model.
+
+    Repeating the cycle forever is a run in which publishing has stopped, some
+    worker stays up and live, time passes and every up worker keeps fetching
+    and getting nothing, so no task ever becomes ACKED or DEAD."""
+    timer = timer or _Timer(timeout_s)
+    un = _Unroll(model, timer)
+    un.extend()
+    for n in range(1, max_len + 1):
+        un.extend()
+        lasso = _Lasso(un, [z3.Bool(f"loop{n}_{j}") for j in range(n)])
+        timer.solver = _fresh_bv(timeout_s)
+        timer.solver.add(*lasso.constraints())
+        r = timer.check(scratch=True)
+        if progress is not None:
+            progress(f"z3-progress {model.name}: fair cycle within {n} steps: {r}")
+        if r == z3.sat:
+            return _decode_lasso(lasso, timer.last_model)
+        if r != z3.unsat:
+            return None
+    return None
+
+
+def _decode_lasso(lasso: _Lasso, zm: Any) -> Counterexample:
+    """The solver's lasso as a model trace; raises if the replay does not close the cycle."""
+    un, m = lasso.un, lasso.un.m
+    j = next(i for i, x in enumerate(lasso.loop) if z3.is_true(zm.eval(x, model_completion=True)))
+    path = [Z.decode_step(st, zm) for st in un.steps]
+    steps = replay(m, path)
+    states = [m.init, *[st.post for st in steps]]
+    if states[j] != states[-1] or not _concrete_unfinished(m, states[j]):
+        raise AssertionError("replayed lasso does not return to an unfinished state: encoding bug")
+    out = [TraceStep(name, args, m.label(name, args), steps[k].result,
+                     diff(m, states[k], states[k + 1])) for k, (name, args) in enumerate(path)]
+    return Counterexample("I5", out, loop_from=j,
+                          note=f"found by z3-progress: a fair cycle of {len(path) - j} steps "
+                               "in which no task is ever finished")
+
+
+def _concrete_unfinished(m: Model, s: State) -> bool:
+    return any(m.layout.get(s, "st", t) in (B.READY, B.LEASED) for t in range(m.config.tasks))
+
+
+def _fresh_bv(timeout_s: float) -> Any:
+    s = z3.SolverFor("QF_BV")
+    s.set("timeout", max(1, int(timeout_s * 1000)))
+    return s
+
+
+def _progress_result(m: Model, path: _FairPath, n: int, inv: list[Any], timer: _Timer,
+                     bound: dict[str, Any], win: FairWindow, last_sat: int) -> Result:
+    """``pass`` only if the assumptions admit an ``n``-step path with unfinished tasks."""
+    timer.solver = _fresh_bv(timer.timeout_ms / 1000)
+    timer.solver.add(*path.constraints(n, inv))
+    vac = timer.check(path.rank(0) > 0, scratch=True)
+    stats = {**timer.stats(), "steps": n, "window": win.k, "tight": last_sat == n - 1}
+    if vac != z3.sat:
+        return Result("I5", "z3-progress", "unknown", bound, stats, None, m.name,
+                      f"vacuous: no {n}-step path satisfies the assumptions ({win.text()})")
+    return Result("I5", "z3-progress", "pass", bound, stats, None, m.name,
+                  f"from every state satisfying Inv the rank falls within {n} steps "
+                  f"(exact: some path keeps it for {n - 1}); assumptions: {win.text()}")
+
+
 # ------------------------------------------------------------------ defaults
 
 
@@ -422,12 +659,32 @@ def default_models() -> list[Model]:
     return out
 
 
+def progress_models() -> list[Model]:
+    """The sizes the I5 bound is proven at: the default sizes, except round-robin at
+    2 workers and 3 tasks. Under round-robin a task queued at a crashed worker waits
+    out ``worker_timeout`` and may be handed to another crashed but still live worker,
+    so the bound grows with workers x worker_timeout x window: at 3 workers no
+    query up to 13 steps finds it within a minute, at 2 workers it is 8 steps."""
+    out = [m for m in default_models() if m.name.startswith("broker")
+           and m.config.policy != "round_robin"]
+    out.insert(1, B.build(B.BrokerConfig(policy="round_robin", workers=2, tasks=3, priorities=2,
+                                         lease=2, max_deliveries=2, worker_timeout=2),
+                          symmetry=False))
+    return out
+
+
 def prove_all(depth: int = 6, timeout_s: float = 30.0, *,
               progress: Progress | None = None) -> list[Result]:
-    """Induction and BMC to ``depth`` for every default model: the ``taskward prove`` rows."""
+    """Induction and BMC to ``depth`` for every default model, the I5 ranking and its
+    fair-step bound, and the parametric proofs: the ``taskward prove`` rows."""
     rows: list[Result] = []
     for m in default_models():
         rows += induction(m, timeout_s, progress=progress)
         rows += ranking(m, timeout_s)
         rows += bmc(m, depth, timeout_s, progress=progress)
+    for m in progress_models():
+        rows += progress_bound(m, timeout_s, progress=progress)
+    if progress is not None:
+        progress("z3-parametric: I2 and I3a for any number of tasks, workers and nodes")
+    rows += prove_parametric(timeout_s)
     return rows
