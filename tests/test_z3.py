@@ -8,8 +8,6 @@ solver counterexample through the executable model.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import z3
 from taskward.models import broker as B
@@ -122,9 +120,7 @@ def test_bmc_and_the_explorer_pass_the_correct_models(index: int, depth: int) ->
 def test_bmc_kills_each_safety_mutant_like_the_explorer_and_the_trace_replays(name: str) -> None:
     mu = MUTANTS[name]
     m = mu.build()
-    start = time.perf_counter()
     rows = C.bmc(m, 12, timeout_s=10, invariants=list(mu.breaks))
-    assert time.perf_counter() - start < 10
     assert {r.invariant for r in rows if r.verdict == "fail"} == set(mu.breaks)
     inv = BY_ID[mu.breaks[0]]
     trace = rows[0].counterexample

@@ -31,7 +31,8 @@ from taskward.specs.invariants import INVARIANTS, Invariant
 
 Progress = Callable[[str], None]
 EVIDENCE_FORMAT = 1
-CHECKER_ORDER = ("explorer", "hypothesis", "z3-bmc", "z3-induction", "z3-ranking", "lockstep")
+CHECKER_ORDER = ("explorer", "hypothesis", "z3-bmc", "z3-induction", "z3-ranking", "z3-progress",
+                 "z3-parametric", "lockstep")
 DOC_DIR = "docs"
 """Links in the document are relative to this folder of the repository."""
 
@@ -91,22 +92,27 @@ def lockstep_rows(progress: Progress | None, examples: int = 30) -> list[Result]
 
 def collect(progress: Progress | None = None, *, bounds: Any = None,
             mutants: Sequence[str] | None = None, solver: bool = True, solver_depth: int = 4,
-            solver_timeout_s: float = 20.0, lockstep: bool = True) -> dict[str, Any]:
+            solver_timeout_s: float = 20.0, lockstep: bool = True,
+            mutant_checkers: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Run the verification the document reports on and return it as the evidence record.
 
     The correct model gets every checker (at ``bounds``, default those of
-    ``taskward verify``); each mutant gets the exhaustive explorer, whose
-    breadth-first search yields the shortest counterexample (the one worth
-    reading). Smaller bounds and fewer mutants make a quick record for tests."""
+    ``taskward verify``); each mutant gets ``mutant_checkers``: by default the
+    exhaustive explorer, whose breadth-first search yields the shortest
+    counterexample (the one worth reading), and the solver's BMC or fair-cycle
+    search. ``solver=False`` leaves every Z3 check out. Smaller bounds and fewer
+    mutants make a quick record for tests."""
     from taskward.check import verify as V
 
     started = _now()
-    rows = V.verify_correct(bounds or V.DEFAULT, progress)
+    checkers = V.ALL_CHECKERS if solver else tuple(c for c in V.ALL_CHECKERS if c != "z3")
+    mutant_checkers = mutant_checkers or (("explorer", "z3") if solver else ("explorer",))
+    rows = V.verify_correct(bounds or V.DEFAULT, progress, checkers)
     if not {r.checker for r in rows} & {"z3-bmc", "z3-induction"} and solver:
         rows += solver_rows(progress, solver_depth, solver_timeout_s)
     if lockstep and "lockstep" not in {r.checker for r in rows}:
         rows += lockstep_rows(progress)
-    killed = {name: V.verify_mutant(name, progress, ("explorer",))
+    killed = {name: V.verify_mutant(name, progress, mutant_checkers)
               for name in (MUTANTS if mutants is None else mutants)}
     return {
         "format": EVIDENCE_FORMAT, "started": started, "finished": _now(),
@@ -178,6 +184,12 @@ def size_text(r: Result) -> str:
         return f"unbounded depth; lemmas: {lemmas}"
     if r.checker == "z3-ranking":
         return f"unbounded depth; goals: {', '.join(s.get('goals') or [])}"
+    if r.checker == "z3-progress" and "steps" in s:
+        return f"unbounded depth; rank falls within {s['steps']} steps (window {s['window']})"
+    if r.checker == "z3-progress":
+        return f"lasso search to {s.get('lasso_searched_to', '?')} steps"
+    if r.checker == "z3-parametric":
+        return f"any size, unbounded depth; lemmas: {', '.join(s.get('lemmas') or [])}"
     if r.checker == "lockstep" and "runs" in r.bound:
         return f"{r.bound['runs']:,} runs, {r.bound.get('steps', 0):,} steps"
     return ", ".join(f"{k}={v}" for k, v in sorted(s.items()) if not isinstance(v, dict | list))
@@ -505,6 +517,7 @@ class Doc:
                f"- **Precise claim:** {inv.claim}",
                f"- **Proof sketch:** {inv.sketch}",
                f"- **Strengthening invariant:** {strengthening_text(inv)}",
+               *parametric_text(inv),
                f"- **Applies to:** {inv.system}"
                + (f" ({', '.join(inv.policies)})" if inv.system == "broker" else ""), "",
                "#### Evidence", "", self.recorded(), ""]
@@ -554,9 +567,14 @@ class Doc:
                "passes on the correct model, and every action fires at least once.",
                "- **hypothesis** (stateful random walks at larger bounds, shrunk on failure, "
                "with bounded fair drains for liveness): no violation.",
-               "- **z3-bmc / z3-induction / z3-ranking** (bounded model checking to a "
-               "stated depth; inductive proofs with the strengthening above; the ranking "
-               "function of I5): pass or an honest unknown.",
+               "- **z3-bmc / z3-induction / z3-ranking / z3-progress** (bounded model "
+               "checking to a stated depth; inductive proofs with the strengthening above; "
+               "the ranking function of I5 and the number of fair steps within which it "
+               "falls, or a replayed fair cycle that never finishes a task): pass or an "
+               "honest unknown.",
+               "- **z3-parametric** (inductive proofs of I2 and I3a on relational models "
+               "whose universes the solver picks, so no bound on tasks, workers or nodes): "
+               "pass or an honest unknown with the counterexample to induction.",
                "- **lockstep** (an implementation driven step by step beside the model): "
                "every answer in the model's allowed set.",
                "- **mutants**: every naive claim is refuted with a short counterexample; a "
@@ -605,10 +623,31 @@ class Doc:
 
 def strengthening_text(inv: Invariant) -> str:
     """The lemma the induction proof adds, or why there is none."""
+    if inv.id == "I5":
+        return ("not applicable: liveness rests on the ranking function (z3-ranking), the "
+                "solver's bound on the fair steps within which it falls (z3-progress), "
+                "fair-cycle freedom (explorer) and bounded fair drains (hypothesis)")
     if inv.kind == "liveness":
         return ("not applicable: liveness rests on the ranking argument above, checked as "
                 "fair-cycle freedom and bounded fair drains")
     return inv.strengthening or "none: the claim is inductive as stated"
+
+
+def parametric_text(inv: Invariant) -> list[str]:
+    """The relational models proving ``inv`` for any size, with their lemmas, from specs."""
+    try:
+        P = importlib.import_module("taskward.specs.parametric")
+    except ImportError:
+        return []
+    out = []
+    for rm in P.models():
+        if rm.claim != inv.id:
+            continue
+        lemmas = "; ".join(f"{lm.name}: {lm.text}" for lm in rm.lemmas)
+        extra = f" Over-approximations: {rm.overapprox}" if rm.overapprox else ""
+        out.append(f"- **Parametric strengthening, {rm.name} (any number of elements of "
+                   f"every sort):** {lemmas}.{extra}")
+    return out
 
 
 def _ref(label: str) -> str:
