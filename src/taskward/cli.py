@@ -162,7 +162,7 @@ def prove(json_path: str | None, junit_path: str | None, depth: int, timeout_s: 
             for m in z3check.default_models():
                 status.update(f"depth within {max_depth_seconds:.0f}s: {m.name}")
                 reached = z3check.max_depth_within(m, max_depth_seconds)
-                con.print(f"{m.name}: bounded model checking reached depth {reached} "
+                con.print(f"{escape(m.name)}: bounded model checking reached depth {reached} "
                           f"within {max_depth_seconds:.0f}s")
     con.print(results_table(rows))
     solver = z3check.solver_seconds(rows)
