@@ -305,7 +305,8 @@ def _fair_cycle(m: Model, g: _Graph, inv: Invariant) -> Counterexample | None:
     raise ValueError(f"no liveness check for {inv.id}")
 
 
-def _unfinished(m: Model, s: State) -> bool:
+def unfinished(m: Model, s: State) -> bool:
+    """Some task is READY or LEASED: what I5 says must eventually end."""
     c: B.BrokerConfig = m.config
     return any(m.layout.get(s, "st", t) in (B.READY, B.LEASED) for t in range(c.tasks))
 
@@ -321,10 +322,10 @@ def _progress_cycle(m: Model, g: _Graph) -> Counterexample | None:
     L = m.layout
     G = nx.DiGraph()
     for i, s in enumerate(g.states):
-        if not _unfinished(m, s) or not _active(L, s, c):
+        if not unfinished(m, s) or not _active(L, s, c):
             continue
         for j, name, _args, _r in g.edges[i]:
-            if name != "publish" and _unfinished(m, g.states[j]) and _active(L, g.states[j], c):
+            if name != "publish" and unfinished(m, g.states[j]) and _active(L, g.states[j], c):
                 G.add_edge(i, j, name=name)
     for comp in nx.strongly_connected_components(G):
         if not _is_cycle(G, comp):

@@ -17,7 +17,7 @@ from typing import Any
 
 import z3
 
-from taskward.check.explorer import Counterexample, TraceStep, diff, replay
+from taskward.check.explorer import Counterexample, TraceStep, diff, replay, unfinished
 from taskward.check.verdict import Result, Verdict
 from taskward.check.z3param import prove_parametric
 from taskward.models import broker as B
@@ -99,14 +99,18 @@ class _Unroll:
     steps: list[Z.StepEnc] = field(default_factory=list)
     cons: list[Any] = field(default_factory=list)
     """Init, every step relation, and every invariant already proven at a shallower depth."""
+    from_init: bool = True
+    """False: frame 0 is any state (the caller constrains it)."""
+    tag: str = ""
 
     def extend(self) -> None:
         k = len(self.frames)
-        self.frames.append(Z.frame(self.m, str(k)))
+        self.frames.append(Z.frame(self.m, f"{self.tag}{k}"))
         if k == 0:
-            self.cons.append(Z.init_eq(self.m, self.frames[0]))
+            if self.from_init:
+                self.cons.append(Z.init_eq(self.m, self.frames[0]))
             return
-        st = Z.step(self.m, self.frames[k - 1], self.frames[k], str(k))
+        st = Z.step(self.m, self.frames[k - 1], self.frames[k], f"{self.tag}{k}")
         self.cons.append(st.relation())
         self.steps.append(st)
 
@@ -118,13 +122,8 @@ class _Unroll:
         return ok
 
     def fresh(self) -> None:
-        """A new bit-vector solver holding the unrolling so far.
-
-        Each depth is one non-incremental query: bit-blasting the whole
-        unrolling afresh beats an incremental solver on these formulas by an
-        order of magnitude at every depth measured."""
-        self.timer.solver = z3.SolverFor("QF_BV")
-        self.timer.solver.set("timeout", self.timer.timeout_ms)
+        """A new bit-vector solver holding the unrolling so far (one query per depth)."""
+        self.timer.solver = _bv_solver(self.timer.timeout_ms / 1000)
         self.timer.solver.add(*self.cons)
 
 
@@ -296,9 +295,11 @@ def induction(model: Model, timeout_s: float = 30.0, *,
     return rows
 
 
-def _consecution_solver(timeout_s: float) -> Any:
-    """The bit-vector solver: bit-blasted, the hardest consecution query (I6 under
-    round-robin) takes seconds where integer arithmetic timed out after a minute."""
+def _bv_solver(timeout_s: float) -> Any:
+    """A fresh bit-vector solver. Bit-blasted, the hardest consecution query (I6 under
+    round-robin) takes seconds where integer arithmetic timed out after a minute, and
+    a non-incremental solver per BMC depth beats an incremental one by an order of
+    magnitude at every depth measured."""
     s = z3.SolverFor("QF_BV")
     s.set("timeout", max(1, int(timeout_s * 1000)))
     return s
@@ -316,7 +317,7 @@ def _induct(m: Model, inv: Invariant, st: Z.StepEnc, timeout_s: float) -> Result
     goals = [(n, f(st.post)) for n, f in parts]
     if inv.steps:
         goals.append((f"{inv.id} (transition)", Z.step_holds(inv, st)))
-    timer = _Timer(timeout_s, _consecution_solver(timeout_s))
+    timer = _Timer(timeout_s, _bv_solver(timeout_s))
     timer.solver.add(st.relation(), *[f(st.pre) for _, f in parts])
     r = timer.check(z3.Not(z3.And([g for _, g in goals])))
     stats.update(solver_s=round(timer.seconds, 3), queries=timer.queries)
@@ -370,7 +371,7 @@ def ranking(model: Model, timeout_s: float = 30.0) -> list[Result]:
     pre, post = Z.frame(model, "pre"), Z.frame(model, "post")
     st = Z.step(model, pre, post, "next")
     r0, r1 = (Z.num(model, Z.progress_rank(Z.ops_for(model), model, x)) for x in (pre, post))
-    timer = _Timer(timeout_s, _consecution_solver(timeout_s))
+    timer = _Timer(timeout_s, _bv_solver(timeout_s))
     timer.solver.add(st.relation(), *[f(pre) for _, f in conjuncts(model, inv)])
     goals = [("never-raised", z3.Or(_acts(st, RAISES_RANK), r1 <= r0)),
              ("falls-on-progress", z3.Or(z3.Not(_progress_step(model, st)), r1 < r0)),
@@ -434,21 +435,17 @@ def fair_window(m: Model) -> FairWindow:
     return FairWindow(m.config.workers + 1)
 
 
-@dataclass
 class _FairPath:
     """``n`` steps from an arbitrary state satisfying Inv, under the fairness window."""
 
-    m: Model
-    win: FairWindow
-    frames: list[Any] = field(default_factory=list)
-    steps: list[Z.StepEnc] = field(default_factory=list)
+    def __init__(self, m: Model, win: FairWindow) -> None:
+        self.m, self.win = m, win
+        self.un = _Unroll(m, _Timer(1.0), from_init=False, tag="f")
+        self.frames, self.steps = self.un.frames, self.un.steps
 
     def grow(self, n: int) -> None:
         while len(self.frames) < n + 1:
-            k = len(self.frames)
-            self.frames.append(Z.frame(self.m, f"f{k}"))
-            if k:
-                self.steps.append(Z.step(self.m, self.frames[k - 1], self.frames[k], f"f{k}"))
+            self.un.extend()
 
     def rank(self, j: int) -> Any:
         return Z.num(self.m, Z.progress_rank(Z.ops_for(self.m), self.m, self.frames[j]))
@@ -456,9 +453,8 @@ class _FairPath:
     def constraints(self, n: int, inv: list[Any]) -> list[Any]:
         """Inv at the start, the steps, and the environment assumptions of :class:`FairWindow`."""
         L, c = self.m.layout, self.m.config
-        out = [*inv, z3.BoolVal(True)]
-        for st in self.steps[:n]:
-            out += [st.relation(), z3.Not(_acts(st, RAISES_RANK))]
+        out = [*inv, *self.un.cons[:n]]
+        out += [z3.Not(_acts(st, RAISES_RANK)) for st in self.steps[:n]]
         for fr in self.frames[: n + 1]:
             ups = [L.get(fr, "up", w) == 1 for w in range(c.workers)]
             out.append(z3.Or(ups))
@@ -513,7 +509,7 @@ def progress_bound(model: Model, timeout_s: float = 30.0, *, max_steps: int = 24
         if time.perf_counter() - start > budget_s:
             break
         path.grow(n)
-        timer.solver = _fresh_bv(timeout_s)
+        timer.solver = _bv_solver(timeout_s)
         timer.solver.add(*path.constraints(n, inv))
         r = timer.check(path.rank(0) > 0, path.rank(n) >= path.rank(0), scratch=True)
         if progress is not None:
@@ -593,7 +589,7 @@ def fair_lasso(model: Model, max_len: int, timeout_s: float = 30.0, timer: _Time
     for n in range(1, max_len + 1):
         un.extend()
         lasso = _Lasso(un, [z3.Bool(f"loop{n}_{j}") for j in range(n)])
-        timer.solver = _fresh_bv(timeout_s)
+        timer.solver = _bv_solver(timeout_s)
         timer.solver.add(*lasso.constraints())
         r = timer.check(scratch=True)
         if progress is not None:
@@ -612,7 +608,7 @@ def _decode_lasso(lasso: _Lasso, zm: Any) -> Counterexample:
     path = [Z.decode_step(st, zm) for st in un.steps]
     steps = replay(m, path)
     states = [m.init, *[st.post for st in steps]]
-    if states[j] != states[-1] or not _concrete_unfinished(m, states[j]):
+    if states[j] != states[-1] or not unfinished(m, states[j]):
         raise AssertionError("replayed lasso does not return to an unfinished state: encoding bug")
     out = [TraceStep(name, args, m.label(name, args), steps[k].result,
                      diff(m, states[k], states[k + 1])) for k, (name, args) in enumerate(path)]
@@ -621,20 +617,10 @@ def _decode_lasso(lasso: _Lasso, zm: Any) -> Counterexample:
                                "in which no task is ever finished")
 
 
-def _concrete_unfinished(m: Model, s: State) -> bool:
-    return any(m.layout.get(s, "st", t) in (B.READY, B.LEASED) for t in range(m.config.tasks))
-
-
-def _fresh_bv(timeout_s: float) -> Any:
-    s = z3.SolverFor("QF_BV")
-    s.set("timeout", max(1, int(timeout_s * 1000)))
-    return s
-
-
 def _progress_result(m: Model, path: _FairPath, n: int, inv: list[Any], timer: _Timer,
                      bound: dict[str, Any], win: FairWindow, last_sat: int) -> Result:
     """``pass`` only if the assumptions admit an ``n``-step path with unfinished tasks."""
-    timer.solver = _fresh_bv(timer.timeout_ms / 1000)
+    timer.solver = _bv_solver(timer.timeout_ms / 1000)
     timer.solver.add(*path.constraints(n, inv))
     vac = timer.check(path.rank(0) > 0, scratch=True)
     stats = {**timer.stats(), "steps": n, "window": win.k, "tight": last_sat == n - 1}
