@@ -33,7 +33,7 @@ from taskward.models.core import (
     clamp,
     clamp_add,
     count,
-    memoised,
+    shared,
 )
 
 UNPUB, READY, LEASED, ACKED, DEAD = range(5)
@@ -216,13 +216,13 @@ class Broker:
 
     def pre(self, o: Ops, s: SymState, caller: int = NONE) -> tuple[V, ...]:
         """What every broker operation does first, in the contract's order."""
-        return memoised(o, (id(self), caller), s, lambda: self.prelude(o, s, caller))
+        return shared(o, id(self), s, caller, lambda who: self.prelude(o, s, who))
 
-    def prelude(self, o: Ops, s: SymState, caller: int) -> tuple[V, ...]:
+    def prelude(self, o: Ops, s: SymState, caller: V) -> tuple[V, ...]:
         """:meth:`pre`'s steps: mark the caller seen, expire leases, reassign orphans."""
         w = Writer(self.L, s)
-        if caller != NONE:
-            w.set("age", 0, caller)
+        for k in range(self.c.workers):
+            w.set("age", o.ite(caller == k, 0, w.get("age", k)), k)
         self.expire_leases(o, w)
         if self.c.per_worker:
             self.reassign_orphans(o, w)

@@ -288,6 +288,18 @@ def memoised(o: Ops, tag: object, s: SymState,
     return fn() if memo is None else memo(tag, s, fn)
 
 
+def shared(o: Ops, tag: object, s: SymState, arg: V,
+           fn: Callable[[V], tuple[V, ...]]) -> tuple[V, ...]:
+    """``fn(arg)``; under an interpretation that can ``pick`` (the solver's), one
+    ``fn(x)`` serves every instance of a step, ``x`` being the ``arg`` of the
+    instance that fires. Every other interpretation just computes ``fn(arg)``."""
+    pick = getattr(o, "pick", None)
+    x = pick(tag, arg) if pick is not None else None
+    if x is None:
+        return memoised(o, (tag, arg), s, lambda: fn(arg))
+    return memoised(o, tag, s, lambda: fn(x))
+
+
 def count(o: Ops, xs: Sequence[V]) -> V:
     """How many of the booleans ``xs`` hold."""
     total: V = 0

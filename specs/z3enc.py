@@ -49,11 +49,15 @@ class Z3Ops:
     ``None``, unbounded Ints. ``memo`` lets the instances of one step share a
     prelude (see :func:`taskward.models.core.memoised`)."""
 
-    __slots__ = ("_memo", "width")
+    __slots__ = ("_memo", "_picks", "current", "tag", "width")
 
-    def __init__(self, width: int | None = None, *, memo: bool = False) -> None:
+    def __init__(self, width: int | None = None, *, memo: bool = False, tag: str = "") -> None:
         self.width = width
         self._memo: dict[Any, tuple[tuple[V, ...], Any]] | None = {} if memo else None
+        self._picks: dict[Any, tuple[Term, dict[int, V]]] = {}
+        self.current = -1
+        """The instance being built (set by :func:`step`)."""
+        self.tag = tag
 
     def num(self, x: V) -> Term:
         """A value as a term of this interpretation's sort (bools stay Bool)."""
@@ -124,6 +128,32 @@ class Z3Ops:
         if hit is None:
             hit = self._memo[key] = (tuple(s), fn())
         return hit[1]
+
+
+    def pick(self, tag: Any, arg: V) -> V | None:
+        """One term standing for ``arg`` of whichever instance fires, or None.
+
+        While memoising, the instance being built records its ``arg`` and gets
+        the shared term; :func:`step` then ties the term to each instance's
+        ``arg`` under its selector, so a prelude built once over the term is
+        exactly that instance's prelude whenever it fires."""
+        if self._memo is None or self.current < 0:
+            return None
+        if tag not in self._picks:
+            var = z3.BitVec(f"pick{len(self._picks)}@{self.tag}", self.width or 16)
+            self._picks[tag] = (var, {})
+        var, args = self._picks[tag]
+        args[self.current] = arg
+        return var
+
+    def picks_of(self, i: int) -> list[tuple[Term, Term]]:
+        """Each picked term and the ``arg`` instance ``i`` gave it (for substitution)."""
+        return [(var, self.num(args[i])) for var, args in self._picks.values() if i in args]
+
+    def pick_constraints(self, act: Term) -> list[Term]:
+        """Each picked term equals the ``arg`` of the instance that fires."""
+        return [z3.Implies(act == i, var == self.num(a))
+                for var, args in self._picks.values() for i, a in sorted(args.items())]
 
 
 def _same(a: V, b: V) -> bool:
@@ -244,16 +274,29 @@ class StepEnc:
     def relation(self) -> Term:
         """``Trans(pre, post)`` with ``act`` naming the instance that fires."""
         n = len(self.insts)
-        parts = [self.act >= 0, self.act < n, _select(self.act, self.guards)]
+        parts = [self.act >= 0, self.act < n, _select(self.act, self.guards),
+                 *self.ops.pick_constraints(self.act)]
         for j, p in enumerate(self.post):
             parts.append(p == _select(self.act, [self.ops.num(e[j]) for e in self.effects]))
         return z3.And(parts)
 
+    def instance(self, i: int) -> tuple[Term, list[Term], Term]:
+        """Guard, effect and result of instance ``i`` alone (its picks substituted), for
+        evaluating it outside the relation."""
+        sub = self.ops.picks_of(i)
+
+        def f(x: V) -> Term:
+            t = self.ops.num(x)
+            return z3.substitute(t, *sub) if sub else t
+        return f(self.guards[i]), [f(e) for e in self.effects[i]], f(self.results[i])
+
     def mid(self, i: int) -> tuple[V, ...]:
         a, args = self.insts[i]
         if i not in self._mids:
+            self.ops.current = i
             self._mids[i] = (tuple(a.prelude(self.ops, self.pre, *args)) if a.prelude
                              else tuple(self.pre))
+            self.ops.current = -1
         return self._mids[i]
 
     def fires(self, name: str) -> list[int]:
@@ -284,13 +327,15 @@ def step(m: Model, pre: list[Term], post: list[Term], tag: str) -> StepEnc:
     instances of one caller share a single prelude term instead of building
     it again each (the round-robin prelude is most of a step's terms)."""
     insts = m.instances()
-    ops = Z3Ops(width_of(m), memo=True)
+    ops = Z3Ops(width_of(m), memo=True, tag=tag)
     guards, effects, results = [], [], []
-    for a, args in insts:
+    for i, (a, args) in enumerate(insts):
+        ops.current = i
         guards.append(as_bool(a.guard(ops, pre, *args)))
         eff, res = a.effect(ops, pre, *args)
         effects.append(tuple(eff))
         results.append(res)
+    ops.current = -1
     act = z3.BitVec(f"act@{tag}", max(width_of(m), len(insts).bit_length() + 1))
     return StepEnc(m, pre, post, act, insts, guards, effects, results, ops)
 

@@ -60,12 +60,13 @@ def _disagreements(model: Model, states: list[tuple[int, ...]]) -> list[str]:
         zm = zs.model()
         for i, (a, args) in enumerate(st.insts):
             enabled = bool(a.guard(CONCRETE, s, *args))
-            if z3.is_true(zm.eval(st.guards[i], model_completion=True)) != enabled:
+            guard, effects, result = st.instance(i)
+            if z3.is_true(zm.eval(guard, model_completion=True)) != enabled:
                 out.append(f"guard of {a.name}{args}")
             elif enabled:
                 eff, r = a.effect(CONCRETE, s, *args)
-                got = [Z.value(zm, Z.num(model, e)) for e in st.effects[i]]
-                if got != [int(v) for v in eff] or Z.value(zm, Z.num(model, st.results[i])) != r:
+                got = [Z.value(zm, e) for e in effects]
+                if got != [int(v) for v in eff] or Z.value(zm, result) != r:
                     out.append(f"effect of {a.name}{args}")
     return out
 
