@@ -47,7 +47,7 @@ class Z3Ops:
     (what every checker uses: the solver bit-blasts them to SAT, an order of
     magnitude faster than integer arithmetic on these if-heavy terms) or, with
     ``None``, unbounded Ints. ``memo`` lets the instances of one step share a
-    prelude (see :func:`taskward.models.core.memoised`)."""
+    prelude (see :func:`taskward.models.core.memoised` and :meth:`pick`)."""
 
     __slots__ = ("_memo", "_picks", "current", "tag", "width")
 
@@ -129,7 +129,6 @@ class Z3Ops:
             hit = self._memo[key] = (tuple(s), fn())
         return hit[1]
 
-
     def pick(self, tag: Any, arg: V) -> V | None:
         """One term standing for ``arg`` of whichever instance fires, or None.
 
@@ -140,7 +139,8 @@ class Z3Ops:
         if self._memo is None or self.current < 0:
             return None
         if tag not in self._picks:
-            var = z3.BitVec(f"pick{len(self._picks)}@{self.tag}", self.width or 16)
+            name = f"pick{len(self._picks)}@{self.tag}"
+            var = z3.BitVec(name, self.width) if self.width else z3.Int(name)
             self._picks[tag] = (var, {})
         var, args = self._picks[tag]
         args[self.current] = arg

@@ -185,6 +185,18 @@ def test_the_fair_step_bound_of_i5_is_proven_and_exact(policy: str, steps: int) 
     assert row.bound["window"] == 3 and row.bound["depth"] == "unbounded"
 
 
+def test_the_bound_does_not_pass_when_its_start_states_are_not_proven_inductive(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``unpublished-blank`` the rank still falls within 3 steps from every state
+    satisfying Inv, but Inv no longer covers every reachable state: unknown, with the CTI."""
+    base = tuple(lm for lm in Z.BASE["broker"] if lm.name != "unpublished-blank")
+    monkeypatch.setitem(Z.BASE, "broker", base)
+    m = B.build(B.BrokerConfig(policy="shared", **SMALL), symmetry=False)
+    (row,) = C.progress_bound(m, timeout_s=30, max_steps=8, lasso_len=4)
+    assert row.verdict == "unknown" and "not proven inductive" in row.note
+    assert "CTI" in row.note
+
+
 def test_a_window_too_short_for_every_worker_makes_the_assumptions_vacuous() -> None:
     """With a 1-step window both workers would have to fetch in one step: no path obeys it,
     and the check says so instead of passing."""
